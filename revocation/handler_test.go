@@ -1,0 +1,327 @@
+package revocation_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor/internal/fakeprovider"
+	"github.com/keyrotor/keyrotor/internal/smfake"
+	"github.com/keyrotor/keyrotor/metrics"
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/revocation"
+)
+
+const secretName = "prod/app-key"
+
+type queue struct {
+	sent   []revocation.Message
+	delays []time.Duration
+	fail   error
+}
+
+func (q *queue) Send(_ context.Context, m revocation.Message, d time.Duration) error {
+	if q.fail != nil {
+		return q.fail
+	}
+	q.sent = append(q.sent, m)
+	q.delays = append(q.delays, d)
+	return nil
+}
+
+type env struct {
+	t        *testing.T
+	sm       *smfake.SM
+	vendor   *fakeprovider.Provider
+	q        *queue
+	h        *revocation.Handler
+	now      time.Time
+	old, cur fakeprovider.Key
+	emf      *bytes.Buffer
+	logs     *bytes.Buffer
+}
+
+// newEnv: version v1 (old key) is AWSPREVIOUS, v2 (new key) AWSCURRENT.
+func newEnv(t *testing.T, lastUse bool) *env {
+	e := &env{t: t, sm: smfake.New(), vendor: fakeprovider.New(), q: &queue{}, emf: &bytes.Buffer{}, logs: &bytes.Buffer{},
+		now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	e.old = e.vendor.Add("old")
+	e.cur = e.vendor.Add("new")
+	e.sm.Create(secretName, value(e.old), nil)
+	e.sm.StartRotation(secretName, "v2")
+	put(e.sm, "v2", value(e.cur))
+	e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v2", "v1"))
+	e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+		VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String("v2")})
+	var p providers.Provider = e.vendor
+	if !lastUse {
+		p = fakeprovider.Plain{Provider: e.vendor}
+	}
+	e.h = revocation.NewHandler(e.sm, e.q, map[string]providers.Provider{"fake": p}, revocation.Options{
+		MaxDelay: 6 * time.Hour, Now: func() time.Time { return e.now },
+		Logger:  slog.New(slog.NewJSONHandler(e.logs, nil)),
+		Metrics: metrics.New(e.emf, "", nil),
+	})
+	return e
+}
+
+func value(k fakeprovider.Key) string {
+	return fmt.Sprintf(`{"provider":"fake","key":%q,"key_id":%q}`, k.Secret, k.ID)
+}
+
+func (e *env) msg(notBefore time.Time) revocation.Message {
+	return revocation.Message{Version: 1, SecretID: secretName, Provider: "fake", KeyID: e.old.ID, OldVersionID: "v1", NotBefore: notBefore}
+}
+
+func (e *env) handle(ms ...revocation.Message) events.SQSEventResponse {
+	e.t.Helper()
+	var ev events.SQSEvent
+	for i, m := range ms {
+		b, _ := json.Marshal(m)
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: string(b)})
+	}
+	resp, err := e.h.Handle(context.Background(), ev)
+	if err != nil {
+		e.t.Fatalf("Handle returned an error (fails the whole batch): %v", err)
+	}
+	return resp
+}
+
+func failed(resp events.SQSEventResponse) []string {
+	var ids []string
+	for _, f := range resp.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	return ids
+}
+
+func TestRevokesAfterGrace(t *testing.T) {
+	e := newEnv(t, false)
+	resp := e.handle(e.msg(e.now.Add(-time.Second)))
+	if len(resp.BatchItemFailures) != 0 || e.vendor.Live()[e.old.ID] || !e.vendor.Live()[e.cur.ID] {
+		t.Fatalf("failures %v, live %v: want the old key revoked and the new one alive", failed(resp), e.vendor.Live())
+	}
+	// A duplicate delivery is harmless.
+	if resp := e.handle(e.msg(e.now.Add(-time.Second))); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("a second revocation of a gone key failed: %v", failed(resp))
+	}
+	if !strings.Contains(e.emf.String(), `"RevocationsDone":1`) {
+		t.Fatal("no RevocationsDone metric")
+	}
+}
+
+// TestLongGraceHopsThroughTheQueue drives a 2 h grace period with an injected
+// clock: every hop re-sends the message with the remaining delay (at most 15
+// minutes), and the key is revoked only once not_before has passed.
+func TestLongGraceHopsThroughTheQueue(t *testing.T) {
+	e := newEnv(t, false)
+	m := e.msg(e.now.Add(2 * time.Hour))
+	first := m
+	hops := 0
+	for {
+		e.q.sent = nil
+		e.q.delays = nil
+		if resp := e.handle(m); len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("hop %d failed", hops)
+		}
+		if len(e.q.sent) == 0 {
+			break
+		}
+		if !e.vendor.Live()[e.old.ID] {
+			t.Fatalf("revoked at hop %d, before not_before", hops)
+		}
+		d := e.q.delays[0]
+		if d <= 0 || d > 15*time.Minute {
+			t.Fatalf("re-sent with delay %v, want (0, 15m]", d)
+		}
+		if got := revocation.DelaySeconds(d); got > 900 {
+			t.Fatalf("DelaySeconds %d > 900", got)
+		}
+		m = e.q.sent[0]
+		if m.Attempt != hops+1 || !m.NotBefore.Equal(first.NotBefore) {
+			t.Fatalf("hop %d: attempt %d not_before %v, want attempt %d and the original not_before", hops, m.Attempt, m.NotBefore, hops+1)
+		}
+		e.now = e.now.Add(min(d, 15*time.Minute))
+		hops++
+		if hops > 20 {
+			t.Fatal("never revoked")
+		}
+	}
+	if hops != 8 || e.vendor.Live()[e.old.ID] {
+		t.Fatalf("%d hops, old key live=%v: want 8 hops of 15 minutes, then the revocation", hops, e.vendor.Live()[e.old.ID])
+	}
+}
+
+func TestSkipsAKeyRestoredByRollback(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(e *env)
+	}{
+		{"OldVersionCurrentAgain", func(e *env) {
+			e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v1", "v2"))
+		}},
+		{"OldVersionPendingAgain", func(e *env) { e.sm.StartRotation(secretName, "v1") }},
+		{"SameKeyCurrentInAnotherVersion", func(e *env) {
+			e.sm.StartRotation(secretName, "v3")
+			put(e.sm, "v3", value(e.old))
+			e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v3", "v2"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, true)
+			tc.setup(e)
+			resp := e.handle(e.msg(e.now.Add(-time.Minute)))
+			if len(resp.BatchItemFailures) != 0 || !e.vendor.Live()[e.old.ID] {
+				t.Fatalf("failures %v, old key live=%v: want it skipped and alive", failed(resp), e.vendor.Live()[e.old.ID])
+			}
+			if !strings.Contains(e.emf.String(), `"RevocationsSkipped":1`) {
+				t.Fatal("no RevocationsSkipped metric")
+			}
+		})
+	}
+}
+
+func TestDefersWhileInUse(t *testing.T) {
+	t.Run("NewKeyNeverUsed", func(t *testing.T) {
+		e := newEnv(t, true)
+		resp := e.handle(e.msg(e.now.Add(-time.Minute)))
+		if len(resp.BatchItemFailures) != 0 || !e.vendor.Live()[e.old.ID] || len(e.q.sent) != 1 || e.q.delays[0] != revocation.DefaultDeferInterval {
+			t.Fatalf("failures %v live %v sent %v: want a deferral", failed(resp), e.vendor.Live(), e.q.delays)
+		}
+		// Once the new key is used, the next look revokes.
+		e.now = e.now.Add(5 * time.Minute)
+		e.vendor.Use(e.cur.ID, e.now)
+		e.handle(e.q.sent[0])
+		if e.vendor.Live()[e.old.ID] {
+			t.Fatal("not revoked once the new key was in use")
+		}
+	})
+	t.Run("OldKeyUsedAfterGrace", func(t *testing.T) {
+		e := newEnv(t, true)
+		nb := e.now.Add(-10 * time.Minute)
+		e.vendor.Use(e.cur.ID, e.now)
+		e.vendor.Use(e.old.ID, e.now.Add(-time.Minute))
+		e.handle(e.msg(nb))
+		if !e.vendor.Live()[e.old.ID] || !strings.Contains(e.emf.String(), `"OldKeyInUse":1`) {
+			t.Fatal("an old key used after the grace period was revoked, or OldKeyInUse not counted")
+		}
+		// Used before the grace ended only: revoke.
+		e2 := newEnv(t, true)
+		e2.vendor.Use(e2.cur.ID, e2.now)
+		e2.vendor.Use(e2.old.ID, nb.Add(-time.Minute))
+		e2.handle(e2.msg(nb))
+		if e2.vendor.Live()[e2.old.ID] {
+			t.Fatal("an old key last used during its grace period was not revoked")
+		}
+	})
+	t.Run("MaxDelayReached", func(t *testing.T) {
+		e := newEnv(t, true)
+		e.vendor.Use(e.old.ID, e.now)
+		e.handle(e.msg(e.now.Add(-7 * time.Hour)))
+		if e.vendor.Live()[e.old.ID] {
+			t.Fatal("still deferring past MAX_REVOCATION_DELAY")
+		}
+	})
+	t.Run("EmergencyDoesNotWait", func(t *testing.T) {
+		e := newEnv(t, true)
+		m := e.msg(e.now)
+		m.Emergency = true
+		e.handle(m)
+		if e.vendor.Live()[e.old.ID] {
+			t.Fatal("an emergency revocation waited for use")
+		}
+	})
+}
+
+func TestFailuresArePerMessage(t *testing.T) {
+	e := newEnv(t, false)
+	down := true
+	e.vendor.Before = func(op string) error {
+		if op == "Revoke" && down {
+			return providers.E("fake.Revoke", providers.Transient, errors.New("503"))
+		}
+		return nil
+	}
+	good := e.msg(e.now.Add(time.Hour)) // waits: re-sent, acknowledged
+	due := e.msg(e.now.Add(-time.Minute))
+	unknown := due
+	unknown.Provider = "nope"
+	ev := events.SQSEvent{}
+	for i, m := range []revocation.Message{good, due, unknown} {
+		b, _ := json.Marshal(m)
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: string(b)})
+	}
+	ev.Records = append(ev.Records, events.SQSMessage{MessageId: "m3", Body: `{"version":1,"key_id":`})
+	resp, err := e.h.Handle(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := failed(resp)
+	if fmt.Sprint(got) != "[m1 m2 m3]" {
+		t.Fatalf("failures %v, want [m1 m2 m3] (vendor down, unknown provider, malformed)", got)
+	}
+	if !e.vendor.Live()[e.old.ID] {
+		t.Fatal("revoked although the vendor failed")
+	}
+	down = false
+	if resp := e.handle(due); len(resp.BatchItemFailures) != 0 || e.vendor.Live()[e.old.ID] {
+		t.Fatal("the retried message did not revoke")
+	}
+	if strings.Contains(e.logs.String(), e.old.Secret) || strings.Contains(e.logs.String(), e.cur.Secret) {
+		t.Fatal("a key appears in the revoker's logs")
+	}
+}
+
+func TestResendFailureIsAFailure(t *testing.T) {
+	e := newEnv(t, false)
+	e.q.fail = errors.New("sqs down")
+	if resp := e.handle(e.msg(e.now.Add(time.Hour))); len(resp.BatchItemFailures) != 1 {
+		t.Fatal("a message whose re-send failed was acknowledged: it would be lost")
+	}
+}
+
+func TestDecode(t *testing.T) {
+	for _, body := range []string{``, `{}`, `[]`, `{"version":2,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v","not_before":"2026-01-01T00:00:00Z"}`,
+		`{"version":1,"secret_id":"s","provider":"p","key_id":"k","not_before":"2026-01-01T00:00:00Z"}`,
+		`{"version":1,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v"}`} {
+		if _, err := revocation.Decode(body); !errors.Is(err, revocation.ErrInvalidMessage) {
+			t.Errorf("Decode(%q) err = %v, want ErrInvalidMessage", body, err)
+		}
+	}
+	if got := revocation.DelaySeconds(2*time.Hour) + revocation.DelaySeconds(1500*time.Millisecond); got != 902 {
+		t.Fatalf("DelaySeconds: %d", got)
+	}
+}
+
+func put(sm *smfake.SM, version, v string) {
+	sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(secretName), ClientRequestToken: aws.String(version), SecretString: aws.String(v), VersionStages: []string{"AWSPENDING"}})
+}
+
+func moveCurrent(to, from string) *secretsmanager.UpdateSecretVersionStageInput {
+	return &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName), VersionStage: aws.String("AWSCURRENT"),
+		MoveToVersionId: aws.String(to), RemoveFromVersionId: aws.String(from)}
+}
+
+func TestVendorNotFoundIsSuccess(t *testing.T) {
+	e := newEnv(t, false)
+	e.vendor.Before = func(op string) error {
+		if op == "Revoke" {
+			return providers.E("fake.Revoke", providers.NotFound, errors.New("404"))
+		}
+		return nil
+	}
+	if resp := e.handle(e.msg(e.now.Add(-time.Minute))); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("a key already gone at the vendor failed the message: %v", failed(resp))
+	}
+}

@@ -1,0 +1,100 @@
+package revocation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// MessageVersion is the version of the message format.
+const MessageVersion = 1
+
+// MaxDelay is the longest delay SQS allows on a message.
+const MaxDelay = 900 * time.Second
+
+// Message asks the revoker to revoke the old key of a secret once NotBefore
+// has passed. It carries no secret material: the revoker reads the secret
+// for the provider fields it needs.
+type Message struct {
+	Version      int       `json:"version"`
+	SecretID     string    `json:"secret_id"`
+	Provider     string    `json:"provider"`
+	KeyID        string    `json:"key_id"`
+	OldVersionID string    `json:"old_version_id"`
+	NotBefore    time.Time `json:"not_before"`
+	// Attempt counts the times the message was sent again: while waiting
+	// for NotBefore and while deferring a key still in use.
+	Attempt int `json:"attempt"`
+	// Emergency is set by an emergency rotation: revoke as soon as NotBefore
+	// has passed, without waiting for the new key to be used.
+	Emergency bool `json:"emergency,omitempty"`
+}
+
+// ErrInvalidMessage is wrapped by Decode's errors.
+var ErrInvalidMessage = errors.New("invalid revocation message")
+
+// Decode parses and checks a message body.
+func Decode(body string) (Message, error) {
+	var m Message
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		return Message{}, fmt.Errorf("%w: not JSON of the expected shape", ErrInvalidMessage)
+	}
+	switch {
+	case m.Version != MessageVersion:
+		return Message{}, fmt.Errorf("%w: version %d, want %d", ErrInvalidMessage, m.Version, MessageVersion)
+	case m.SecretID == "", m.Provider == "", m.KeyID == "", m.OldVersionID == "":
+		return Message{}, fmt.Errorf("%w: secret_id, provider, key_id and old_version_id are required", ErrInvalidMessage)
+	case m.NotBefore.IsZero():
+		return Message{}, fmt.Errorf("%w: not_before is required", ErrInvalidMessage)
+	}
+	return m, nil
+}
+
+// SQS is the one SQS call the queue makes.
+type SQS interface {
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
+// Queue sends revocation messages to the revocation queue.
+type Queue struct {
+	SQS SQS
+	URL string
+}
+
+// Send sends m with a delay of min(delay, 15 min). A delay ≤ 0 sends it
+// without delay.
+func (q Queue) Send(ctx context.Context, m Message, delay time.Duration) error {
+	if q.URL == "" {
+		return errors.New("no revocation queue configured (REVOCATION_QUEUE_URL)")
+	}
+	m.Version = MessageVersion
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = q.SQS.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:     aws.String(q.URL),
+		MessageBody:  aws.String(string(b)),
+		DelaySeconds: DelaySeconds(delay),
+	})
+	if err != nil {
+		return fmt.Errorf("send revocation of key %s of %s: %w", m.KeyID, m.SecretID, err)
+	}
+	return nil
+}
+
+// DelaySeconds converts a delay to SQS DelaySeconds: rounded up, at most 900.
+func DelaySeconds(d time.Duration) int32 {
+	if d <= 0 {
+		return 0
+	}
+	if d >= MaxDelay {
+		return int32(MaxDelay / time.Second)
+	}
+	return int32((d + time.Second - 1) / time.Second)
+}

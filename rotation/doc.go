@@ -1,0 +1,16 @@
+// Package rotation is the Secrets Manager rotation engine: the four steps
+// (createSecret, setSecret, testSecret, finishSecret) for one provider, with
+// the staging labels AWSPENDING, AWSCURRENT and AWSPREVIOUS, following
+// DESIGN §4.
+//
+// Every step starts with DescribeSecret and the AWS checks: rotation must not
+// be disabled, the token must be a version, a token already AWSCURRENT is a
+// finished retry (nil), and the token must be AWSPENDING. AWSPENDING is the
+// write-ahead log: createSecret mints a key only while the token's version has
+// no value, so a retry never mints twice, and a key whose storing failed is
+// revoked before the error returns. finishSecret enqueues the revocation of
+// the old key before it moves AWSCURRENT, because a retry after the move
+// returns early and would never enqueue it.
+//
+// The engine never logs a key, a RotationToken or a vendor response body.
+package rotation

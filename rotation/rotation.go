@@ -1,0 +1,584 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/keyrotor/keyrotor/metrics"
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/revocation"
+)
+
+// Step is a step of the rotation protocol, as Secrets Manager spells it.
+type Step string
+
+// The four steps.
+const (
+	CreateSecret Step = "createSecret"
+	SetSecret    Step = "setSecret"
+	TestSecret   Step = "testSecret"
+	FinishSecret Step = "finishSecret"
+)
+
+// Staging labels.
+const (
+	Current  = "AWSCURRENT"
+	Pending  = "AWSPENDING"
+	Previous = "AWSPREVIOUS"
+)
+
+// Tags read from the secret.
+const (
+	// TagGracePeriod overrides the grace period (a Go duration) for one secret.
+	TagGracePeriod = "keyrotor:grace-period"
+	// TagEmergencyToken marks the rotation whose ClientRequestToken it holds
+	// as an emergency: grace 0, and the revoker does not wait for use.
+	TagEmergencyToken = "keyrotor:emergency-token"
+	// TagManaged marks the secrets keyrotor manages (auditor, CLI).
+	TagManaged = "keyrotor:managed"
+)
+
+// DefaultGracePeriod is the grace period when neither the tag nor GRACE_PERIOD sets one.
+const DefaultGracePeriod = time.Hour
+
+// SecretsManager is the subset of the Secrets Manager API the engine calls.
+type SecretsManager interface {
+	DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+	UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
+}
+
+// RevocationQueue schedules the revocation of an old key.
+type RevocationQueue interface {
+	Send(ctx context.Context, m revocation.Message, delay time.Duration) error
+}
+
+// Options tune a Rotator. The zero value is usable.
+type Options struct {
+	// GracePeriod is the default grace period (env GRACE_PERIOD); a secret's
+	// keyrotor:grace-period tag overrides it. Used as is: 0 means revoke the
+	// old key at once. Functions default it to DefaultGracePeriod.
+	GracePeriod time.Duration
+	// TestTimeout bounds the time testSecret retries a new key that does not
+	// work yet (propagation). Default 60 s; never past the Lambda deadline.
+	TestTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Sleep waits between testSecret attempts (default: a timer that stops
+	// when ctx ends).
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// Metrics receives EMF lines; nil discards them.
+	Metrics *metrics.EMF
+}
+
+// Rotator runs the four steps for one provider. It keeps no per-secret
+// state and is safe for concurrent use.
+type Rotator struct {
+	sm    SecretsManager
+	p     providers.Provider
+	queue RevocationQueue
+	opts  Options
+}
+
+// New returns a Rotator.
+func New(sm SecretsManager, p providers.Provider, queue RevocationQueue, opts Options) *Rotator {
+	if opts.TestTimeout == 0 {
+		opts.TestTimeout = 60 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Rotator{sm: sm, p: p, queue: queue, opts: opts}
+}
+
+// Error is the error of a failed step. It names the secret and the step; Err
+// names the operation that failed.
+type Error struct {
+	SecretID string
+	Step     string
+	Err      error
+}
+
+func (e *Error) Error() string {
+	step := e.Step
+	if step == "" {
+		step = "(no step)"
+	}
+	return fmt.Sprintf("keyrotor: %s of secret %s: %v", step, e.SecretID, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Handle runs one step of a rotation event. It is the Lambda handler.
+func (r *Rotator) Handle(ctx context.Context, e events.SecretsManagerSecretRotationEvent) error {
+	start := r.opts.Now()
+	log := r.opts.Logger.With("secret_id", e.SecretID, "step", e.Step, "version", e.ClientRequestToken, "provider", r.p.Name())
+	outcome, err := r.handle(ctx, log, e)
+	r.record(e.Step, outcome, err, r.opts.Now().Sub(start))
+	if err != nil {
+		kind := providers.KindOf(err)
+		level := slog.LevelError
+		if kind == providers.Transient {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "step failed", "kind", kind.String(), "error", err.Error())
+		return &Error{SecretID: e.SecretID, Step: e.Step, Err: err}
+	}
+	log.Info("step done", "outcome", string(outcome))
+	return nil
+}
+
+// outcome says what a successful step did, for logs and metrics.
+type outcome string
+
+const (
+	done          outcome = "done"
+	alreadyDone   outcome = "already_done"
+	alreadyFinish outcome = "already_current"
+)
+
+// secret is what every step knows after the checks.
+type secret struct {
+	id, name, arn, token string
+	versions             map[string][]string
+	grace                time.Duration
+	emergency            bool
+	log                  *slog.Logger
+}
+
+func (r *Rotator) handle(ctx context.Context, log *slog.Logger, e events.SecretsManagerSecretRotationEvent) (outcome, error) {
+	step := Step(e.Step)
+	switch step {
+	case CreateSecret, SetSecret, TestSecret, FinishSecret:
+	default:
+		return "", fmt.Errorf("unknown step %q (want createSecret, setSecret, testSecret or finishSecret)", e.Step)
+	}
+	if e.SecretID == "" {
+		return "", errors.New("the event has no SecretId")
+	}
+	if e.ClientRequestToken == "" {
+		return "", errors.New("the event has no ClientRequestToken")
+	}
+	desc, err := r.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(e.SecretID)})
+	if err != nil {
+		return "", fmt.Errorf("secretsmanager.DescribeSecret: %w", err)
+	}
+	if desc.RotationEnabled != nil && !*desc.RotationEnabled {
+		return "", errors.New("rotation is not enabled for this secret")
+	}
+	stages, ok := desc.VersionIdsToStages[e.ClientRequestToken]
+	if !ok {
+		return "", fmt.Errorf("version %s has no stage for rotation", e.ClientRequestToken)
+	}
+	if has(stages, Current) {
+		if step == FinishSecret && has(stages, Pending) {
+			// A finishSecret that crashed after the label move: clear
+			// AWSPENDING so that the next rotation may start.
+			if err := r.removePending(ctx, e.SecretID, e.ClientRequestToken); err != nil {
+				return "", err
+			}
+		}
+		log.Info("version is already AWSCURRENT: nothing to do")
+		return alreadyFinish, nil
+	}
+	if !has(stages, Pending) {
+		return "", fmt.Errorf("version %s is not AWSPENDING (its stages: %v)", e.ClientRequestToken, stages)
+	}
+	s := &secret{
+		id: e.SecretID, name: aws.ToString(desc.Name), arn: aws.ToString(desc.ARN),
+		token: e.ClientRequestToken, versions: desc.VersionIdsToStages, log: log,
+	}
+	if s.name == "" {
+		s.name = e.SecretID
+	}
+	if s.arn == "" {
+		s.arn = e.SecretID
+	}
+	if s.grace, s.emergency, err = r.gracePeriod(desc.Tags, s.token); err != nil {
+		return "", err
+	}
+	switch step {
+	case CreateSecret:
+		return r.createSecret(ctx, s, e.RotationToken)
+	case SetSecret:
+		return r.setSecret(ctx, s)
+	case TestSecret:
+		return r.testSecret(ctx, s)
+	default:
+		return r.finishSecret(ctx, s)
+	}
+}
+
+func (r *Rotator) gracePeriod(tags []smtypes.Tag, token string) (time.Duration, bool, error) {
+	grace := r.opts.GracePeriod
+	for _, t := range tags {
+		switch aws.ToString(t.Key) {
+		case TagGracePeriod:
+			d, err := time.ParseDuration(aws.ToString(t.Value))
+			if err != nil || d < 0 {
+				return 0, false, fmt.Errorf("tag %s=%q is not a Go duration such as 15m or 2h", TagGracePeriod, aws.ToString(t.Value))
+			}
+			grace = d
+		}
+	}
+	for _, t := range tags {
+		if aws.ToString(t.Key) == TagEmergencyToken && aws.ToString(t.Value) == token {
+			return 0, true, nil
+		}
+	}
+	return grace, false, nil
+}
+
+// createSecret mints the new key and stores it as AWSPENDING, once per token.
+func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken string) (outcome, error) {
+	current, err := r.readStage(ctx, s, Current)
+	if err != nil {
+		return "", err
+	}
+	if _, found, err := r.readPending(ctx, s); err != nil {
+		return "", err
+	} else if found {
+		s.log.Info("AWSPENDING already holds this version's key: not minting another")
+		return alreadyDone, nil
+	}
+	if err := r.reconcile(ctx, s, current); err != nil {
+		return "", err
+	}
+	minted, err := r.p.Create(ctx, providers.CreateRequest{
+		SecretName: s.name,
+		KeyName:    providers.KeyName(s.name, s.token),
+		Owner:      current,
+	})
+	if err != nil {
+		return "", fmt.Errorf("create a key: %w", err)
+	}
+	next := r.successor(current, minted)
+	s.log.Info("created a key at the vendor", "key_id", next.KeyID)
+	value, err := next.SecretString()
+	if err != nil {
+		return "", r.revokeUnstored(ctx, s, current, next.KeyID, fmt.Errorf("encode the new secret value: %w", err))
+	}
+	in := &secretsmanager.PutSecretValueInput{
+		SecretId:           aws.String(s.id),
+		ClientRequestToken: aws.String(s.token),
+		SecretString:       aws.String(value),
+		VersionStages:      []string{Pending},
+	}
+	if rotationToken != "" {
+		in.RotationToken = aws.String(rotationToken)
+	}
+	if _, err := r.sm.PutSecretValue(ctx, in); err != nil {
+		// The put may have landed even though we saw an error (a lost
+		// response): then the key is stored and must live.
+		if stored, found, gerr := r.readPending(ctx, s); gerr == nil && found && stored.KeyID == next.KeyID {
+			return done, nil
+		}
+		return "", r.revokeUnstored(ctx, s, current, next.KeyID, fmt.Errorf("secretsmanager.PutSecretValue: %w", err))
+	}
+	return done, nil
+}
+
+// successor is the new secret value: the current one's provider fields, the
+// provider's additions, and the new key.
+func (r *Rotator) successor(current, minted providers.Credential) providers.Credential {
+	next := current
+	next.Attrs = nil
+	for k, v := range current.Attrs {
+		next, _ = next.WithAttr(k, v)
+	}
+	for k, v := range minted.Attrs {
+		next, _ = next.WithAttr(k, v)
+	}
+	next.Provider = r.p.Name()
+	next.Key = minted.Key
+	next.KeyID = minted.KeyID
+	next.CreatedAt = minted.CreatedAt
+	if next.CreatedAt.IsZero() {
+		next.CreatedAt = r.opts.Now().UTC().Truncate(time.Second)
+	}
+	return next
+}
+
+// revokeUnstored revokes a key whose value could not be stored: nobody can
+// ever use it, and it would count against the vendor's key limit.
+func (r *Rotator) revokeUnstored(ctx context.Context, s *secret, owner providers.Credential, keyID string, cause error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.p.Revoke(rctx, owner, keyID); err != nil && !providers.IsKind(err, providers.NotFound) {
+		s.log.Error("could not revoke the key whose value was not stored; the next attempt's reconcile will retry", "key_id", keyID, "error", err.Error())
+		return fmt.Errorf("%w (and revoking the unstored key %s failed: %v)", cause, keyID, err)
+	}
+	s.log.Warn("revoked the key whose value was not stored", "key_id", keyID)
+	return cause
+}
+
+// reconcile revokes the keys of interrupted attempts: keys named as this
+// secret's that are neither AWSCURRENT nor AWSPREVIOUS. AWSPREVIOUS is left to
+// the revoker, which knows its grace period and whether it is still in use.
+func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Credential) error {
+	lister, ok := r.p.(providers.Lister)
+	if !ok {
+		return nil
+	}
+	keys, err := lister.ListKeys(ctx, current, providers.KeyNamePrefix(s.name))
+	if err != nil {
+		return fmt.Errorf("list keys to find orphans: %w", err)
+	}
+	var candidates []providers.KeyInfo
+	for _, k := range keys {
+		if k.ID != current.KeyID {
+			candidates = append(candidates, k)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	keep := map[string]bool{current.KeyID: true}
+	if versionWith(s.versions, Previous) != "" {
+		prev, err := r.readStage(ctx, s, Previous)
+		if err != nil {
+			return fmt.Errorf("read AWSPREVIOUS to spare its key: %w", err)
+		}
+		keep[prev.KeyID] = true
+	}
+	for _, k := range candidates {
+		if keep[k.ID] {
+			continue
+		}
+		if err := r.p.Revoke(ctx, current, k.ID); err != nil && !providers.IsKind(err, providers.NotFound) {
+			return fmt.Errorf("revoke orphan key %s: %w", k.ID, err)
+		}
+		s.log.Warn("revoked an orphan key of an interrupted rotation", "key_id", k.ID)
+		r.opts.Metrics.Put([]metrics.Dim{{Name: "Provider", Value: r.p.Name()}}, nil, metrics.Metric{Name: "OrphanKeysRevoked", Value: 1, Unit: metrics.Count})
+	}
+	return nil
+}
+
+// setSecret registers the pending key for providers whose keys are chosen by
+// the client; for vendor-minted keys it has nothing to do.
+func (r *Rotator) setSecret(ctx context.Context, s *secret) (outcome, error) {
+	setter, ok := r.p.(providers.Setter)
+	if !ok {
+		return done, nil
+	}
+	pending, found, err := r.readPending(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("version %s has no value: createSecret has not run", s.token)
+	}
+	if err := setter.Set(ctx, pending); err != nil {
+		return "", fmt.Errorf("register the pending key %s: %w", pending.KeyID, err)
+	}
+	return done, nil
+}
+
+// testSecret authenticates with the pending key alone, retrying while it
+// propagates. With RotateImmediately=false the pending version has no value,
+// and the current key is tested instead.
+func (r *Rotator) testSecret(ctx context.Context, s *secret) (outcome, error) {
+	cred, found, err := r.readPending(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		current, err := r.readStage(ctx, s, Current)
+		if err != nil {
+			return "", err
+		}
+		if current.Key == "" {
+			s.log.Info("no pending value and no current key: nothing to test")
+			return done, nil
+		}
+		s.log.Info("the pending version has no value (RotateImmediately=false): testing the current key")
+		cred = current
+	}
+	if err := r.verify(ctx, cred); err != nil {
+		return "", fmt.Errorf("verify key %s: %w", cred.KeyID, err)
+	}
+	return done, nil
+}
+
+// verify calls the provider's Verify until it succeeds, a permanent error
+// comes back, or the test budget (within the Lambda deadline) runs out.
+// Transient and Permission errors are retried: a new key may be refused for
+// a while as it propagates.
+func (r *Rotator) verify(ctx context.Context, cred providers.Credential) error {
+	budget := r.opts.TestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		// The deadline is wall-clock time, whatever clock the engine uses.
+		if left := time.Until(dl) - 3*time.Second; left < budget {
+			budget = left
+		}
+	}
+	deadline := r.opts.Now().Add(budget)
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := r.p.Verify(ctx, cred)
+		if err == nil {
+			return nil
+		}
+		k := providers.KindOf(err)
+		if k != providers.Transient && k != providers.Permission {
+			return err
+		}
+		if !r.opts.Now().Add(wait).Before(deadline) {
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
+		}
+		if serr := r.opts.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// finishSecret schedules the old key's revocation, then makes the token's
+// version AWSCURRENT and clears AWSPENDING.
+func (r *Rotator) finishSecret(ctx context.Context, s *secret) (outcome, error) {
+	currentVersion := versionWith(s.versions, Current)
+	if currentVersion == "" {
+		return "", errors.New("no version is AWSCURRENT")
+	}
+	pending, found, err := r.readPending(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("version %s has no value: refusing to make an empty version AWSCURRENT", s.token)
+	}
+	old, err := r.readStage(ctx, s, Current)
+	if err != nil {
+		return "", err
+	}
+	if old.KeyID != "" && old.KeyID != pending.KeyID {
+		now := r.opts.Now()
+		m := revocation.Message{
+			SecretID: s.arn, Provider: r.p.Name(), KeyID: old.KeyID, OldVersionID: currentVersion,
+			NotBefore: now.Add(s.grace).UTC(), Emergency: s.emergency,
+		}
+		if r.queue == nil {
+			return "", errors.New("no revocation queue is configured: refusing to finish a rotation that would leave the old key alive")
+		}
+		if err := r.queue.Send(ctx, m, s.grace); err != nil {
+			return "", fmt.Errorf("schedule the old key's revocation: %w", err)
+		}
+		s.log.Info("scheduled revocation of the old key", "key_id", old.KeyID, "not_before", m.NotBefore.Format(time.RFC3339), "emergency", s.emergency)
+	}
+	if _, err := r.sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId:            aws.String(s.id),
+		VersionStage:        aws.String(Current),
+		MoveToVersionId:     aws.String(s.token),
+		RemoveFromVersionId: aws.String(currentVersion),
+	}); err != nil {
+		return "", fmt.Errorf("secretsmanager.UpdateSecretVersionStage (move AWSCURRENT): %w", err)
+	}
+	if err := r.removePending(ctx, s.id, s.token); err != nil {
+		return "", err
+	}
+	s.log.Info("rotation finished", "key_id", pending.KeyID, "old_key_id", old.KeyID)
+	return done, nil
+}
+
+func (r *Rotator) removePending(ctx context.Context, secretID, version string) error {
+	if _, err := r.sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId:            aws.String(secretID),
+		VersionStage:        aws.String(Pending),
+		RemoveFromVersionId: aws.String(version),
+	}); err != nil {
+		return fmt.Errorf("secretsmanager.UpdateSecretVersionStage (remove AWSPENDING): %w", err)
+	}
+	return nil
+}
+
+// readStage reads and parses the value of a staging label and checks that it
+// belongs to this provider.
+func (r *Rotator) readStage(ctx context.Context, s *secret, stage string) (providers.Credential, error) {
+	out, err := r.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(s.id), VersionStage: aws.String(stage)})
+	if err != nil {
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) && stage == Current {
+			return providers.Credential{}, fmt.Errorf("the secret has no %s value: store at least {\"provider\":%q} and its provider fields first", stage, r.p.Name())
+		}
+		return providers.Credential{}, fmt.Errorf("secretsmanager.GetSecretValue(%s): %w", stage, err)
+	}
+	return r.parse(out, stage)
+}
+
+// readPending reads the token's AWSPENDING value; found is false while the
+// version has no value.
+func (r *Rotator) readPending(ctx context.Context, s *secret) (cred providers.Credential, found bool, err error) {
+	out, err := r.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId: aws.String(s.id), VersionId: aws.String(s.token), VersionStage: aws.String(Pending),
+	})
+	if err != nil {
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return providers.Credential{}, false, nil
+		}
+		return providers.Credential{}, false, fmt.Errorf("secretsmanager.GetSecretValue(AWSPENDING): %w", err)
+	}
+	cred, err = r.parse(out, Pending)
+	return cred, err == nil, err
+}
+
+func (r *Rotator) parse(out *secretsmanager.GetSecretValueOutput, stage string) (providers.Credential, error) {
+	if out.SecretString == nil {
+		return providers.Credential{}, fmt.Errorf("the %s value is binary, not the JSON keyrotor stores", stage)
+	}
+	c, err := providers.ParseSecret(*out.SecretString)
+	if err != nil {
+		return providers.Credential{}, providers.E("parse "+stage, providers.Invalid, err)
+	}
+	if c.Provider != r.p.Name() {
+		return providers.Credential{}, providers.E("parse "+stage, providers.Invalid,
+			fmt.Errorf("the %s value names provider %q, but this function rotates %q", stage, c.Provider, r.p.Name()))
+	}
+	return c, nil
+}
+
+func has(stages []string, label string) bool {
+	for _, s := range stages {
+		if s == label {
+			return true
+		}
+	}
+	return false
+}
+
+func versionWith(versions map[string][]string, label string) string {
+	for id, stages := range versions {
+		if has(stages, label) {
+			return id
+		}
+	}
+	return ""
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

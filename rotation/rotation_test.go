@@ -1,0 +1,719 @@
+package rotation_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/keyrotor/keyrotor/internal/fakeprovider"
+	"github.com/keyrotor/keyrotor/internal/smfake"
+	"github.com/keyrotor/keyrotor/metrics"
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/revocation"
+	"github.com/keyrotor/keyrotor/rotation"
+)
+
+const (
+	secretName    = "prod/app-key"
+	token         = "11111111-2222-3333-4444-555555555555"
+	rotationToken = "rotation-token-0123456789-abcdefghijklmnop"
+)
+
+var steps = []rotation.Step{rotation.CreateSecret, rotation.SetSecret, rotation.TestSecret, rotation.FinishSecret}
+
+type sent struct {
+	msg   revocation.Message
+	delay time.Duration
+}
+
+type queue struct {
+	mu   sync.Mutex
+	sent []sent
+	fail error
+}
+
+func (q *queue) Send(_ context.Context, m revocation.Message, d time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.fail != nil {
+		return q.fail
+	}
+	q.sent = append(q.sent, sent{m, d})
+	return nil
+}
+
+type env struct {
+	t      *testing.T
+	sm     *smfake.SM
+	vendor *fakeprovider.Provider
+	q      *queue
+	r      *rotation.Rotator
+	logs   *bytes.Buffer
+	emf    *bytes.Buffer
+	now    time.Time
+	oldKey fakeprovider.Key
+	slept  []time.Duration
+}
+
+// newEnv makes a secret whose AWSCURRENT holds a live key at the vendor.
+func newEnv(t *testing.T, tags map[string]string) *env {
+	t.Helper()
+	e := &env{t: t, sm: smfake.New(), vendor: fakeprovider.New(), q: &queue{}, logs: &bytes.Buffer{}, emf: &bytes.Buffer{},
+		now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	e.vendor.Now = func() time.Time { return e.now }
+	e.oldKey = e.vendor.Add(providers.KeyName(secretName, "bootstrap-token"))
+	e.sm.Create(secretName, fmt.Sprintf(`{"provider":"fake","key":%q,"key_id":%q,"owner":"team-a"}`, e.oldKey.Secret, e.oldKey.ID), tags)
+	e.r = e.rotator(time.Hour)
+	return e
+}
+
+func (e *env) rotator(grace time.Duration) *rotation.Rotator {
+	return rotation.New(e.sm, e.vendor, e.q, rotation.Options{
+		GracePeriod: grace,
+		Now:         func() time.Time { return e.now },
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			e.slept = append(e.slept, d)
+			e.now = e.now.Add(d)
+			return ctx.Err()
+		},
+		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics.New(e.emf, "", func() time.Time { return e.now }),
+	})
+}
+
+func (e *env) step(s rotation.Step, tok string) error {
+	return e.r.Handle(context.Background(), events.SecretsManagerSecretRotationEvent{
+		Step: string(s), SecretID: secretName, ClientRequestToken: tok, RotationToken: rotationToken,
+	})
+}
+
+func (e *env) rotate(tok string) {
+	e.t.Helper()
+	e.sm.StartRotation(secretName, tok)
+	for _, s := range steps {
+		if err := e.step(s, tok); err != nil {
+			e.t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+func (e *env) current() providers.Credential {
+	e.t.Helper()
+	for id, st := range e.sm.Stages(secretName) {
+		for _, l := range st {
+			if l == "AWSCURRENT" {
+				c, err := providers.ParseSecret(e.sm.Value(secretName, id))
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				return c
+			}
+		}
+	}
+	e.t.Fatal("no AWSCURRENT")
+	return providers.Credential{}
+}
+
+func stagesOf(e *env) string { return fmt.Sprint(e.sm.Stages(secretName)) }
+
+func TestFullRotation(t *testing.T) {
+	e := newEnv(t, nil)
+	e.rotate(token)
+
+	st := e.sm.Stages(secretName)
+	if fmt.Sprint(st[token]) != "[AWSCURRENT]" || fmt.Sprint(st["v1"]) != "[AWSPREVIOUS]" {
+		t.Fatalf("stages = %v, want %s [AWSCURRENT] (AWSPENDING removed) and v1 [AWSPREVIOUS]", st, token)
+	}
+	cur := e.current()
+	if cur.KeyID == e.oldKey.ID || cur.Key == "" || cur.Provider != "fake" || cur.Attr("owner") != "team-a" || cur.CreatedAt.IsZero() {
+		t.Fatalf("current = %v created %v, want a new fake key keeping the owner field", cur, cur.CreatedAt)
+	}
+	live := e.vendor.Live()
+	if !live[cur.KeyID] || !live[e.oldKey.ID] || len(live) != 2 {
+		t.Fatalf("live keys %v, want the old and the new key", live)
+	}
+	if len(e.q.sent) != 1 {
+		t.Fatalf("%d revocation messages, want 1", len(e.q.sent))
+	}
+	m := e.q.sent[0]
+	want := revocation.Message{SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + secretName + "-AbCdEf", Provider: "fake",
+		KeyID: e.oldKey.ID, OldVersionID: "v1", NotBefore: e.now.Add(time.Hour)}
+	if m.msg != want || m.delay != time.Hour {
+		t.Fatalf("message %+v delay %v, want %+v delay 1h", m.msg, m.delay, want)
+	}
+	if e.vendor.Created() != 1 {
+		t.Fatalf("%d keys minted, want 1", e.vendor.Created())
+	}
+	// The engine's Secrets Manager calls for one rotation (README figure).
+	if n := e.sm.TotalCalls(); n != 12 {
+		t.Fatalf("%d Secrets Manager calls for a rotation, want 12", n)
+	}
+}
+
+func TestRetryOfEveryStepAfterSuccess(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	for _, s := range steps {
+		for i := 0; i < 2; i++ {
+			if err := e.step(s, token); err != nil {
+				t.Fatalf("%s attempt %d: %v", s, i+1, err)
+			}
+		}
+	}
+	if e.vendor.Created() != 1 {
+		t.Fatalf("retries minted %d keys, want 1", e.vendor.Created())
+	}
+	// finishSecret ran twice: the first enqueued, the retry found the token
+	// AWSCURRENT and returned early.
+	if len(e.q.sent) != 1 {
+		t.Fatalf("%d revocation messages, want 1", len(e.q.sent))
+	}
+	if len(e.vendor.Live()) != 2 {
+		t.Fatalf("live keys %v, want 2", e.vendor.Live())
+	}
+}
+
+// TestInterruptedAtEveryPoint fails each external call of a rotation in turn,
+// before it takes effect and after it took effect (a lost response), then
+// retries the failed step and runs the rest with the same token, as Secrets
+// Manager does. Whatever the point, the rotation ends right: one new key,
+// AWSCURRENT on it, the old key alive until the revoker runs, a revocation
+// message for it, and no other key left at the vendor.
+func TestInterruptedAtEveryPoint(t *testing.T) {
+	for _, lost := range []bool{false, true} {
+		for n := 1; ; n++ {
+			e := newEnv(t, nil)
+			calls := 0
+			failed := false
+			boom := errors.New("injected failure")
+			hook := func(op string) error {
+				calls++
+				if calls == n {
+					failed = true
+					return boom
+				}
+				return nil
+			}
+			if lost {
+				e.sm.After = hook
+			} else {
+				e.sm.Before = hook
+			}
+			vendorHook := func(op string) error {
+				if lost {
+					return nil
+				}
+				return hook(op)
+			}
+			e.vendor.Before = vendorHook
+			e.sm.StartRotation(secretName, token)
+			for _, s := range steps {
+				for attempt := 0; ; attempt++ {
+					err := e.step(s, token)
+					if err == nil {
+						break
+					}
+					if attempt > 0 || !errors.Is(err, boom) {
+						t.Fatalf("lost=%v n=%d: %s attempt %d: %v", lost, n, s, attempt, err)
+					}
+				}
+			}
+			if !failed {
+				if n < 10 {
+					t.Fatalf("only %d calls in a rotation", n)
+				}
+				break
+			}
+			name := fmt.Sprintf("lost=%v n=%d", lost, n)
+			cur := e.current()
+			live := e.vendor.Live()
+			if cur.KeyID == e.oldKey.ID || !live[cur.KeyID] || !live[e.oldKey.ID] || len(live) != 2 {
+				t.Fatalf("%s: current %s, live %v: want the new key current and exactly the old and new keys live", name, cur.KeyID, live)
+			}
+			if len(e.q.sent) == 0 || e.q.sent[0].msg.KeyID != e.oldKey.ID {
+				t.Fatalf("%s: revocation messages %+v, want the old key's", name, e.q.sent)
+			}
+			for _, s := range e.q.sent {
+				if s.msg.KeyID != e.oldKey.ID {
+					t.Fatalf("%s: a message revokes %s, not the old key", name, s.msg.KeyID)
+				}
+			}
+			if st := e.sm.Stages(secretName); fmt.Sprint(st[token]) != "[AWSCURRENT]" {
+				t.Fatalf("%s: stages %v", name, st)
+			}
+		}
+	}
+}
+
+func TestConcurrentRotations(t *testing.T) {
+	t.Run("AnotherTokenIsRefused", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.sm.StartRotation(secretName, token)
+		if err := e.step(rotation.CreateSecret, token); err != nil {
+			t.Fatal(err)
+		}
+		before := stagesOf(e)
+		// A second rotation whose version is not AWSPENDING (Secrets Manager
+		// gave AWSPENDING to the first) changes nothing at any step.
+		other := "99999999-2222-3333-4444-555555555555"
+		for _, s := range steps {
+			if err := e.step(s, other); err == nil || !strings.Contains(err.Error(), "has no stage for rotation") {
+				t.Fatalf("%s with a token that is no version: err=%v", s, err)
+			}
+		}
+		if stagesOf(e) != before || e.vendor.Created() != 1 || len(e.q.sent) != 0 {
+			t.Fatalf("the refused rotation changed something: %s, %d minted, %d messages", stagesOf(e), e.vendor.Created(), len(e.q.sent))
+		}
+	})
+	t.Run("SameTokenAtOnce", func(t *testing.T) {
+		// Two createSecret invocations of the same rotation at once (a
+		// retry racing a slow first attempt): one key is stored, any other
+		// minted key is revoked, and the rotation completes.
+		e := newEnv(t, nil)
+		e.sm.StartRotation(secretName, token)
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				errs[i] = e.step(rotation.CreateSecret, token)
+			}(i)
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			}
+		}
+		if ok == 0 {
+			t.Fatalf("no createSecret succeeded: %v", errs)
+		}
+		for _, s := range steps {
+			if err := e.step(s, token); err != nil {
+				t.Fatalf("%s after the race: %v", s, err)
+			}
+		}
+		cur := e.current()
+		live := e.vendor.Live()
+		if len(live) != 2 || !live[cur.KeyID] || !live[e.oldKey.ID] {
+			t.Fatalf("live keys %v (current %s): want only the old and the stored key", live, cur.KeyID)
+		}
+	})
+}
+
+func TestVendorOutageDuringCreate(t *testing.T) {
+	e := newEnv(t, nil)
+	down := true
+	e.vendor.Before = func(op string) error {
+		if down && op == "Create" {
+			return providers.E("fake.Create", providers.Transient, errors.New("503"))
+		}
+		return nil
+	}
+	e.sm.StartRotation(secretName, token)
+	before := stagesOf(e)
+	err := e.step(rotation.CreateSecret, token)
+	if providers.KindOf(err) != providers.Transient || !strings.Contains(err.Error(), secretName) || !strings.Contains(err.Error(), "createSecret") {
+		t.Fatalf("err = %v, want a transient error naming the secret and the step", err)
+	}
+	if stagesOf(e) != before || e.current().KeyID != e.oldKey.ID {
+		t.Fatalf("a failed createSecret changed the secret: %s", stagesOf(e))
+	}
+	down = false
+	for _, s := range steps {
+		if err := e.step(s, token); err != nil {
+			t.Fatalf("%s after the outage: %v", s, err)
+		}
+	}
+	if e.current().KeyID == e.oldKey.ID {
+		t.Fatal("the later rotation did not succeed")
+	}
+}
+
+func TestStoreFailureRevokesTheNewKey(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.Before = func(op string) error {
+		if op == "PutSecretValue" {
+			return errors.New("throttled")
+		}
+		return nil
+	}
+	e.sm.StartRotation(secretName, token)
+	if err := e.step(rotation.CreateSecret, token); err == nil {
+		t.Fatal("createSecret succeeded although the put failed")
+	}
+	if live := e.vendor.Live(); len(live) != 1 || !live[e.oldKey.ID] || e.vendor.Created() != 1 {
+		t.Fatalf("live keys %v after a failed put (minted %d): want only the old key", live, e.vendor.Created())
+	}
+}
+
+func TestLostPutResponseKeepsTheStoredKey(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.After = func(op string) error {
+		if op == "PutSecretValue" {
+			return errors.New("connection reset")
+		}
+		return nil
+	}
+	e.sm.StartRotation(secretName, token)
+	if err := e.step(rotation.CreateSecret, token); err != nil {
+		t.Fatalf("createSecret: %v (the value was stored)", err)
+	}
+	pending, _ := providers.ParseSecret(e.sm.Value(secretName, token))
+	if !e.vendor.Live()[pending.KeyID] {
+		t.Fatal("the stored pending key was revoked")
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	e := newEnv(t, nil)
+	// A previous rotation left its key as AWSPREVIOUS (in grace), an
+	// interrupted attempt left an orphan, another secret has a key.
+	e.rotate("00000000-0000-0000-0000-000000000001")
+	prev := e.oldKey
+	orphan := e.vendor.Add(providers.KeyName(secretName, "crashed-attempt"))
+	foreign := e.vendor.Add(providers.KeyName("other/secret", "x"))
+	cur := e.current()
+	e.rotate(token)
+	live := e.vendor.Live()
+	if live[orphan.ID] {
+		t.Fatal("the orphan of an interrupted attempt was not revoked")
+	}
+	if !live[prev.ID] || !live[cur.KeyID] || !live[foreign.ID] {
+		t.Fatalf("live %v: reconcile revoked AWSPREVIOUS (%s), AWSCURRENT (%s) or another secret's key (%s)", live, prev.ID, cur.KeyID, foreign.ID)
+	}
+	if !strings.Contains(e.emf.String(), `"OrphanKeysRevoked":1`) {
+		t.Fatal("no OrphanKeysRevoked metric")
+	}
+}
+
+func TestKeyLimitIsAClearConflict(t *testing.T) {
+	e := newEnv(t, nil)
+	e.vendor.MaxKeys = 1
+	e.sm.StartRotation(secretName, token)
+	err := e.step(rotation.CreateSecret, token)
+	if providers.KindOf(err) != providers.Conflict {
+		t.Fatalf("err = %v, want Conflict", err)
+	}
+	if !e.vendor.Live()[e.oldKey.ID] {
+		t.Fatal("the key in use was deleted to make room")
+	}
+}
+
+func TestTestSecretRetriesPropagation(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	if err := e.step(rotation.CreateSecret, token); err != nil {
+		t.Fatal(err)
+	}
+	e.vendor.VerifyFailures = 3
+	if err := e.step(rotation.TestSecret, token); err != nil {
+		t.Fatalf("testSecret did not outlast 3 refusals: %v", err)
+	}
+	if fmt.Sprint(e.slept) != "[250ms 500ms 1s]" {
+		t.Fatalf("waits %v, want exponential backoff 250ms 500ms 1s", e.slept)
+	}
+
+	// A key that never works fails within the budget.
+	e.slept = nil
+	e.vendor.VerifyFailures = 1 << 30
+	err := e.step(rotation.TestSecret, token)
+	if providers.KindOf(err) != providers.Permission {
+		t.Fatalf("err = %v, want the vendor's Permission error", err)
+	}
+	var total time.Duration
+	for _, d := range e.slept {
+		total += d
+	}
+	if total > 60*time.Second || total < 50*time.Second {
+		t.Fatalf("retried for %v, want close to the 60s budget", total)
+	}
+
+	// An Invalid error is not retried.
+	e.slept = nil
+	e.vendor.VerifyFailures = 0
+	e.vendor.Before = func(op string) error {
+		return providers.E("fake.Verify", providers.Invalid, errors.New("bad"))
+	}
+	if err := e.step(rotation.TestSecret, token); providers.KindOf(err) != providers.Invalid || len(e.slept) != 0 {
+		t.Fatalf("err=%v waits=%v, want Invalid at once", err, e.slept)
+	}
+}
+
+func TestTestSecretWithinTheLambdaDeadline(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	if err := e.step(rotation.CreateSecret, token); err != nil {
+		t.Fatal(err)
+	}
+	e.vendor.VerifyFailures = 1 << 30
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(10*time.Second))
+	defer cancel()
+	err := e.r.Handle(ctx, events.SecretsManagerSecretRotationEvent{Step: "testSecret", SecretID: secretName, ClientRequestToken: token})
+	if err == nil {
+		t.Fatal("testSecret succeeded")
+	}
+	var total time.Duration
+	for _, d := range e.slept {
+		total += d
+	}
+	if total > 7*time.Second {
+		t.Fatalf("waited %v with 10s left before the deadline, want at most 7s", total)
+	}
+}
+
+func TestRotateImmediatelyFalseTestsTheCurrentKey(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token) // a version with no value
+	if err := e.step(rotation.TestSecret, token); err != nil {
+		t.Fatalf("testSecret: %v", err)
+	}
+	if e.vendor.Created() != 0 {
+		t.Fatal("testSecret minted a key")
+	}
+	e.vendor.Revoke(context.Background(), providers.Credential{}, e.oldKey.ID)
+	if err := e.step(rotation.TestSecret, token); providers.KindOf(err) != providers.Permission {
+		t.Fatalf("testSecret of a revoked current key: %v, want Permission", err)
+	}
+}
+
+func TestBootstrap(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm = smfake.New()
+	e.sm.Create(secretName, `{"provider":"fake","owner":"team-a"}`, nil)
+	e.r = e.rotator(time.Hour)
+	e.rotate(token)
+	cur := e.current()
+	if cur.Key == "" || !e.vendor.Live()[cur.KeyID] {
+		t.Fatalf("bootstrap did not store a live key: %v", cur)
+	}
+	if len(e.q.sent) != 0 {
+		t.Fatalf("bootstrap queued %d revocations, want none", len(e.q.sent))
+	}
+}
+
+func TestGracePeriod(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tags      map[string]string
+		env       time.Duration
+		want      time.Duration
+		emergency bool
+	}{
+		{"EnvDefault", nil, 45 * time.Minute, 45 * time.Minute, false},
+		{"Tag", map[string]string{rotation.TagGracePeriod: "2h30m"}, time.Hour, 150 * time.Minute, false},
+		{"Zero", map[string]string{rotation.TagGracePeriod: "0s"}, time.Hour, 0, false},
+		{"Emergency", map[string]string{rotation.TagGracePeriod: "2h", rotation.TagEmergencyToken: token}, time.Hour, 0, true},
+		{"EmergencyOfAnotherRotation", map[string]string{rotation.TagEmergencyToken: "older-token"}, time.Hour, time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.tags)
+			e.r = e.rotator(tc.env)
+			e.rotate(token)
+			m := e.q.sent[0]
+			if m.delay != tc.want || !m.msg.NotBefore.Equal(e.now.Add(tc.want)) || m.msg.Emergency != tc.emergency {
+				t.Fatalf("delay %v not_before %v emergency %v, want %v, now+%v, %v", m.delay, m.msg.NotBefore, m.msg.Emergency, tc.want, tc.want, tc.emergency)
+			}
+		})
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(e *env) rotation.Step
+		tok   string
+		want  string
+	}{
+		{"UnknownStep", func(e *env) rotation.Step { return "rotateSecret" }, token, "unknown step"},
+		{"SnakeCaseStep", func(e *env) rotation.Step { return "create_secret" }, token, "unknown step"},
+		{"TokenIsNotAVersion", func(e *env) rotation.Step { return rotation.CreateSecret }, "not-a-version", "has no stage for rotation"},
+		{"EmptyToken", func(e *env) rotation.Step { return rotation.CreateSecret }, "", "no ClientRequestToken"},
+		{"RotationDisabled", func(e *env) rotation.Step {
+			e.sm.SetRotationEnabled(secretName, false)
+			return rotation.CreateSecret
+		}, token, "rotation is not enabled"},
+		{"TokenNotPending", func(e *env) rotation.Step {
+			e.rotate(token) // v1 is now AWSPREVIOUS
+			e.vendor = fakeprovider.New()
+			e.q.sent = nil
+			e.r = e.rotator(time.Hour)
+			return rotation.CreateSecret
+		}, "v1", "is not AWSPENDING"},
+		{"InvalidJSON", func(e *env) rotation.Step {
+			e.sm = smfake.New()
+			e.sm.Create(secretName, `{"provider":"fake","key":`, nil)
+			e.sm.StartRotation(secretName, token)
+			e.r = e.rotator(time.Hour)
+			return rotation.CreateSecret
+		}, token, "not a JSON object"},
+		{"OtherProvider", func(e *env) rotation.Step {
+			e.sm = smfake.New()
+			e.sm.Create(secretName, `{"provider":"iam","key":"k","key_id":"AKIA"}`, nil)
+			e.sm.StartRotation(secretName, token)
+			e.r = e.rotator(time.Hour)
+			return rotation.CreateSecret
+		}, token, `names provider "iam"`},
+		{"NoCurrentValue", func(e *env) rotation.Step {
+			e.sm = smfake.New()
+			e.sm.Create(secretName, "", nil)
+			e.sm.StartRotation(secretName, token)
+			e.r = e.rotator(time.Hour)
+			return rotation.CreateSecret
+		}, token, "has no AWSCURRENT value"},
+		{"BadGraceTag", func(e *env) rotation.Step {
+			e.sm.Tag(secretName, rotation.TagGracePeriod, "one hour")
+			return rotation.CreateSecret
+		}, token, "is not a Go duration"},
+		{"FinishWithoutValue", func(e *env) rotation.Step { return rotation.FinishSecret }, token, "refusing to make an empty version AWSCURRENT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.sm.StartRotation(secretName, token)
+			s := tc.setup(e)
+			before := stagesOf(e)
+			writes := e.sm.Calls("PutSecretValue") + e.sm.Calls("UpdateSecretVersionStage")
+			err := e.step(s, tc.tok)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), secretName) || !strings.Contains(err.Error(), string(s)) {
+				t.Fatalf("err = %v: it does not name the secret and the step", err)
+			}
+			var re *rotation.Error
+			if !errors.As(err, &re) {
+				t.Fatalf("err is %T, want *rotation.Error", err)
+			}
+			if stagesOf(e) != before || e.sm.Calls("PutSecretValue")+e.sm.Calls("UpdateSecretVersionStage") != writes || e.vendor.Created() != 0 || len(e.q.sent) != 0 {
+				t.Fatalf("bad input changed something: stages %s (was %s), minted %d, messages %d", stagesOf(e), before, e.vendor.Created(), len(e.q.sent))
+			}
+		})
+	}
+}
+
+func TestFinishWithoutQueueFailsBeforeTheLabelMove(t *testing.T) {
+	e := newEnv(t, nil)
+	e.q.fail = errors.New("sqs down")
+	e.sm.StartRotation(secretName, token)
+	for _, s := range steps[:3] {
+		if err := e.step(s, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.step(rotation.FinishSecret, token); err == nil {
+		t.Fatal("finishSecret succeeded without scheduling the revocation")
+	}
+	if e.current().KeyID != e.oldKey.ID {
+		t.Fatal("AWSCURRENT moved although the old key's revocation was not scheduled")
+	}
+}
+
+func TestFinishRetryAfterLabelMoveClearsPending(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	for _, s := range steps[:3] {
+		if err := e.step(s, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// finishSecret crashes after moving AWSCURRENT, before removing AWSPENDING.
+	moves := 0
+	e.sm.Before = func(op string) error {
+		if op == "UpdateSecretVersionStage" {
+			moves++
+			if moves == 2 {
+				return errors.New("crash")
+			}
+		}
+		return nil
+	}
+	if err := e.step(rotation.FinishSecret, token); err == nil {
+		t.Fatal("want the injected crash")
+	}
+	e.sm.Before = nil
+	if err := e.step(rotation.FinishSecret, token); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.sm.Stages(secretName); fmt.Sprint(st[token]) != "[AWSCURRENT]" {
+		t.Fatalf("stages %v: AWSPENDING left on the current version", st)
+	}
+}
+
+// TestNoSecretLeaks runs a rotation and failures, and fails if a key value or
+// the RotationToken appears in a log line, an error, a metric line or a
+// revocation message.
+func TestNoSecretLeaks(t *testing.T) {
+	e := newEnv(t, nil)
+	e.rotate(token)
+	var errs []string
+	e.vendor.Before = func(op string) error { return providers.E("fake."+op, providers.Transient, errors.New("down")) }
+	tok2 := "22222222-2222-3333-4444-555555555555"
+	e.sm.StartRotation(secretName, tok2)
+	for _, s := range steps {
+		if err := e.step(s, tok2); err != nil {
+			errs = append(errs, err.Error(), fmt.Sprintf("%+v %#v", err, err))
+		}
+	}
+	msgs, _ := json.Marshal(e.q.sent)
+	haystack := e.logs.String() + e.emf.String() + strings.Join(errs, "\n") + string(msgs)
+	secrets := []string{rotationToken, e.oldKey.Secret, e.current().Key}
+	for _, s := range secrets {
+		if s == "" || strings.Contains(haystack, s) {
+			t.Fatalf("a secret (len %d) appears in logs, metrics, errors or messages", len(s))
+		}
+	}
+	if len(errs) == 0 || e.logs.Len() == 0 || len(e.q.sent) == 0 {
+		t.Fatal("the test saw no errors, logs or messages: it proves nothing")
+	}
+}
+
+func TestMetricsAreValidEMF(t *testing.T) {
+	e := newEnv(t, nil)
+	e.rotate(token)
+	lines := strings.Split(strings.TrimSpace(e.emf.String()), "\n")
+	seen := map[string]bool{}
+	for _, l := range lines {
+		var root map[string]any
+		if err := json.Unmarshal([]byte(l), &root); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		aws := root["_aws"].(map[string]any)
+		for _, d := range aws["CloudWatchMetrics"].([]any) {
+			dir := d.(map[string]any)
+			if dir["Namespace"] != "KeyRotation" {
+				t.Fatalf("namespace %v", dir["Namespace"])
+			}
+			for _, set := range dir["Dimensions"].([]any) {
+				for _, name := range set.([]any) {
+					if _, ok := root[name.(string)]; !ok {
+						t.Fatalf("dimension %v not at the root: %s", name, l)
+					}
+				}
+			}
+			for _, m := range dir["Metrics"].([]any) {
+				name := m.(map[string]any)["Name"].(string)
+				if _, ok := root[name].(float64); !ok {
+					t.Fatalf("metric %s not a number at the root: %s", name, l)
+				}
+				seen[name] = true
+			}
+		}
+	}
+	for _, want := range []string{rotation.MetricStepSucceeded, rotation.MetricStepDuration, rotation.MetricRotationSucceeded} {
+		if !seen[want] {
+			t.Fatalf("no %s metric in %v", want, seen)
+		}
+	}
+}
+
