@@ -716,4 +716,3 @@ func TestMetricsAreValidEMF(t *testing.T) {
 		}
 	}
 }
-
