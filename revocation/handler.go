@@ -81,6 +81,10 @@ func NewHandler(sm SecretsManager, queue Sender, ps map[string]providers.Provide
 // Handle processes a batch. Each message that could not be dealt with is
 // returned in BatchItemFailures; the others are acknowledged.
 func (h *Handler) Handle(ctx context.Context, e events.SQSEvent) (events.SQSEventResponse, error) {
+	// Stop a second before the Lambda deadline, so that a hanging vendor
+	// fails its own message instead of timing out the whole batch.
+	ctx, cancel := beforeDeadline(ctx, time.Second)
+	defer cancel()
 	var resp events.SQSEventResponse
 	for _, rec := range e.Records {
 		if err := h.handleOne(ctx, rec); err != nil {
@@ -230,4 +234,12 @@ func (h *Handler) count(provider, name, kind string) {
 		props = map[string]string{"Kind": kind}
 	}
 	h.opts.Metrics.Put([]metrics.Dim{{Name: "Provider", Value: provider}}, props, metrics.Metric{Name: name, Value: 1, Unit: metrics.Count})
+}
+
+// beforeDeadline returns a context that ends margin before ctx's deadline.
+func beforeDeadline(ctx context.Context, margin time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(ctx, dl.Add(-margin))
+	}
+	return context.WithCancel(ctx)
 }

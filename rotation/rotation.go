@@ -129,6 +129,13 @@ func (e *Error) Unwrap() error { return e.Err }
 // Handle runs one step of a rotation event. It is the Lambda handler.
 func (r *Rotator) Handle(ctx context.Context, e events.SecretsManagerSecretRotationEvent) error {
 	start := r.opts.Now()
+	// Stop a second before the Lambda deadline, so that a hanging vendor
+	// or endpoint ends in an error that names the step, not a timeout.
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-time.Second))
+		defer cancel()
+	}
 	log := r.opts.Logger.With("secret_id", e.SecretID, "step", e.Step, "version", e.ClientRequestToken, "provider", r.p.Name())
 	outcome, err := r.handle(ctx, log, e)
 	r.record(e.Step, outcome, err, r.opts.Now().Sub(start))

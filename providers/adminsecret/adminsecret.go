@@ -29,7 +29,9 @@ type Credential struct {
 }
 
 // String never shows the key.
-func (c Credential) String() string { return "adminsecret.Credential{key_id=" + c.KeyID + " key=<redacted>}" }
+func (c Credential) String() string {
+	return "adminsecret.Credential{key_id=" + c.KeyID + " key=<redacted>}"
+}
 
 // GoString is String.
 func (c Credential) GoString() string { return c.String() }

@@ -1,0 +1,8 @@
+// Command iam is the Secrets Manager rotation function for iam keys: the
+// createSecret, setSecret, testSecret and finishSecret steps of package
+// rotation over the iam provider. Configuration: package internal/function.
+package main
+
+import "github.com/keyrotor/keyrotor/internal/function"
+
+func main() { function.StartRotation(function.IAM) }
