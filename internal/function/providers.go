@@ -6,8 +6,13 @@ import (
 
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/adminsecret"
+	"github.com/keyrotor/keyrotor/providers/apigateway"
+	"github.com/keyrotor/keyrotor/providers/cloudflare"
+	"github.com/keyrotor/keyrotor/providers/datadog"
 	"github.com/keyrotor/keyrotor/providers/gateway"
 	"github.com/keyrotor/keyrotor/providers/iam"
+	"github.com/keyrotor/keyrotor/providers/sendgrid"
+	"github.com/keyrotor/keyrotor/providers/twilio"
 )
 
 // Builder builds one provider from the environment. A rotation function's
@@ -22,13 +27,51 @@ func Gateway(env Env, c Clients) (providers.Provider, error) {
 // IAM builds the IAM access key provider.
 func IAM(_ Env, c Clients) (providers.Provider, error) { return iam.New(c.Config, nil), nil }
 
+// APIGateway builds the API Gateway API key provider (AWS endpoints from
+// the SDK's configuration).
+func APIGateway(_ Env, c Clients) (providers.Provider, error) {
+	return apigateway.New(c.Config), nil
+}
+
+// SendGrid builds the SendGrid provider; SENDGRID_API_BASE_URL or
+// API_BASE_URL, when set, replaces both the global and the EU API root.
+func SendGrid(env Env, c Clients) (providers.Provider, error) {
+	return sendgrid.New(sendgrid.Config{BaseURL: APIBaseURL(env, sendgrid.Name), Admin: adminsecret.Reader{SM: c.SecretsManager}})
+}
+
+// Twilio builds the Twilio provider; TWILIO_API_BASE_URL or API_BASE_URL,
+// when set, replaces both api.twilio.com and iam.twilio.com (their paths
+// never overlap).
+func Twilio(env Env, c Clients) (providers.Provider, error) {
+	base := APIBaseURL(env, twilio.Name)
+	return twilio.New(twilio.Config{APIBaseURL: base, IAMBaseURL: base, Admin: adminsecret.Reader{SM: c.SecretsManager}})
+}
+
+// Datadog builds the Datadog provider; DATADOG_API_BASE_URL or
+// API_BASE_URL, when set, replaces https://api.<site> for every site.
+func Datadog(env Env, c Clients) (providers.Provider, error) {
+	return datadog.New(datadog.Config{BaseURL: APIBaseURL(env, datadog.Name), Admin: adminsecret.Reader{SM: c.SecretsManager}})
+}
+
+// Cloudflare builds the Cloudflare API token provider;
+// CLOUDFLARE_API_BASE_URL or API_BASE_URL, when set, replaces
+// https://api.cloudflare.com/client/v4 (include the /client/v4 path).
+func Cloudflare(env Env, c Clients) (providers.Provider, error) {
+	return cloudflare.New(cloudflare.Config{BaseURL: APIBaseURL(env, cloudflare.Name), Admin: adminsecret.Reader{SM: c.SecretsManager}})
+}
+
 // All returns every provider's builder, by name: what the revoker serves.
 // It is a function, not a variable, so that a rotation function's binary
 // links only its own provider.
 func All() map[string]Builder {
 	return map[string]Builder{
-		"gateway": Gateway,
-		"iam":     IAM,
+		gateway.Name:    Gateway,
+		"iam":           IAM,
+		apigateway.Name: APIGateway,
+		sendgrid.Name:   SendGrid,
+		twilio.Name:     Twilio,
+		datadog.Name:    Datadog,
+		cloudflare.Name: Cloudflare,
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/adminsecret"
+	"github.com/keyrotor/keyrotor/providers/cloudflare/cloudflarefake"
 	"github.com/keyrotor/keyrotor/providers/contracttest"
 	"github.com/keyrotor/keyrotor/providers/providertest"
 )
@@ -67,12 +68,12 @@ func TestCreateCopiesTheOldToken(t *testing.T) {
 		notBefore := "2026-01-01T00:00:00Z"
 		pols := []map[string]any{policyJSON(zoneRead), policyJSON("82e64a83756745bbbb1c9c2701bf816b")}
 		cond := map[string]any{"request.ip": map[string]any{"in": []any{"192.0.2.0/24"}, "not_in": []any{"192.0.2.7/32"}}}
-		e.fake.mu.Lock()
-		old := e.fake.add(scope, "app token", pols, "")
-		old.condition, old.expiresOn, old.notBefore = cond, expires, notBefore
-		e.fake.mu.Unlock()
+		e.fake.Mu.Lock()
+		old := e.fake.Add(scope, "app token", pols, "")
+		old.Condition, old.ExpiresOn, old.NotBefore = cond, expires, notBefore
+		e.fake.Mu.Unlock()
 		owner := e.owner
-		owner.Key, owner.KeyID = old.value, old.id
+		owner.Key, owner.KeyID = old.Value, old.ID
 		owner.Attrs = map[string]json.RawMessage{}
 		owner, _ = owner.WithAttr(providers.FieldAdminSecretID, "cloudflare/admin")
 		if acct {
@@ -83,14 +84,14 @@ func TestCreateCopiesTheOldToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.fake.mu.Lock()
-		got := e.fake.tokens[cred.KeyID]
-		e.fake.mu.Unlock()
-		if got == nil || got.value != cred.Key || got.account != scope || got.name != createReq(owner).KeyName {
+		e.fake.Mu.Lock()
+		got := e.fake.Tokens[cred.KeyID]
+		e.fake.Mu.Unlock()
+		if got == nil || got.Value != cred.Key || got.Account != scope || got.Name != createReq(owner).KeyName {
 			t.Fatalf("account=%v: created token %+v", acct, got)
 		}
-		if !jsonEqual(got.policies, pols) || !jsonEqual(got.condition, cond) || got.expiresOn != expires || got.notBefore != notBefore {
-			t.Fatalf("account=%v: copy has policies %v condition %v expiry %s/%s; want the old token's", acct, got.policies, got.condition, got.expiresOn, got.notBefore)
+		if !jsonEqual(got.Policies, pols) || !jsonEqual(got.Condition, cond) || got.ExpiresOn != expires || got.NotBefore != notBefore {
+			t.Fatalf("account=%v: copy has policies %v condition %v expiry %s/%s; want the old token's", acct, got.Policies, got.Condition, got.ExpiresOn, got.NotBefore)
 		}
 		if cred.Attr(FieldAccountID) != owner.Attr(FieldAccountID) || cred.Attr(providers.FieldAdminSecretID) == "" {
 			t.Fatalf("credential %v lost the owner's fields", cred)
@@ -116,15 +117,15 @@ func jsonEqual(a, b any) bool {
 
 func TestCreateRefusesAnExpiredTemplate(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.mu.Lock()
-	old := e.fake.add("", "app token", []map[string]any{policyJSON(zoneRead)}, "")
-	old.expiresOn = "2020-01-01T00:00:00Z"
-	e.fake.mu.Unlock()
+	e.fake.Mu.Lock()
+	old := e.fake.Add("", "app token", []map[string]any{policyJSON(zoneRead)}, "")
+	old.ExpiresOn = "2020-01-01T00:00:00Z"
+	e.fake.Mu.Unlock()
 	owner := e.owner
-	owner.KeyID = old.id
+	owner.KeyID = old.ID
 	_, err := e.p.Create(context.Background(), createReq(owner))
 	wantKind(t, err, providers.Invalid)
-	if n := e.fake.count(http.MethodPost, "/client/v4/user/tokens"); n != 0 {
+	if n := e.fake.Count(http.MethodPost, "/client/v4/user/tokens"); n != 0 {
 		t.Fatalf("%d creates, want none", n)
 	}
 }
@@ -143,12 +144,12 @@ func TestVerifyRejectsADisabledToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.fake.mu.Lock()
-	e.fake.tokens[cred.KeyID].status = "disabled"
-	e.fake.mu.Unlock()
+	e.fake.Mu.Lock()
+	e.fake.Tokens[cred.KeyID].Status = "disabled"
+	e.fake.Mu.Unlock()
 	wantKind(t, e.p.Verify(context.Background(), cred), providers.Permission)
-	e.fake.inject(fault{method: http.MethodGet, path: "/user/tokens/verify", status: 200,
-		body: `{"success":true,"errors":[],"messages":[],"result":{"id":"` + cred.KeyID + `","status":"expired"}}`})
+	e.fake.Inject(cloudflarefake.Fault{Method: http.MethodGet, Path: "/user/tokens/verify", Status: 200,
+		Body: `{"success":true,"errors":[],"messages":[],"result":{"id":"` + cred.KeyID + `","status":"expired"}}`})
 	wantKind(t, e.p.Verify(context.Background(), cred), providers.Permission)
 }
 
@@ -159,13 +160,13 @@ func TestPermissionIsNotRetried(t *testing.T) {
 	if pe := wantKind(t, err, providers.Permission); pe.Status != 401 || pe.RequestID == "" {
 		t.Fatalf("status %d request id %q", pe.Status, pe.RequestID)
 	}
-	if n := e.fake.count(http.MethodPost, "/client/v4/user/tokens"); n != 1 {
+	if n := e.fake.Count(http.MethodPost, "/client/v4/user/tokens"); n != 1 {
 		t.Fatalf("%d creates, want 1", n)
 	}
-	e.fake.inject(fault{method: http.MethodGet, path: "/user/tokens/verify", status: 403,
-		body: `{"success":false,"errors":[{"code":9109,"message":"Unauthorized to access requested resource"}],"messages":[],"result":null}`})
+	e.fake.Inject(cloudflarefake.Fault{Method: http.MethodGet, Path: "/user/tokens/verify", Status: 403,
+		Body: `{"success":false,"errors":[{"code":9109,"message":"Unauthorized to access requested resource"}],"messages":[],"result":null}`})
 	wantKind(t, e.p.Verify(context.Background(), providers.Credential{Provider: Name, Key: adminValue}), providers.Permission)
-	if n := e.fake.count(http.MethodGet, "/client/v4/user/tokens/verify"); n != 1 {
+	if n := e.fake.Count(http.MethodGet, "/client/v4/user/tokens/verify"); n != 1 {
 		t.Fatalf("%d verifies, want 1", n)
 	}
 }
@@ -175,15 +176,15 @@ func TestRevokeOfAMissingTokenIsSuccess(t *testing.T) {
 	if err := e.p.Revoke(context.Background(), e.owner, "ed17574386854bf78a67040be0a770b0"); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.fake.count(http.MethodDelete, "/client/v4/user/tokens/ed17574386854bf78a67040be0a770b0"); n != 1 {
+	if n := e.fake.Count(http.MethodDelete, "/client/v4/user/tokens/ed17574386854bf78a67040be0a770b0"); n != 1 {
 		t.Fatalf("%d deletes, want 1", n)
 	}
 }
 
 func TestRetryAfterHonouredOn429(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodGet, path: "/user/tokens/verify", status: 429, header: map[string]string{"Retry-After": "4"},
-		body: `{"success":false,"errors":[{"code":10000,"message":"Rate limited"}],"messages":[],"result":null}`})
+	e.fake.Inject(cloudflarefake.Fault{Method: http.MethodGet, Path: "/user/tokens/verify", Status: 429, Header: map[string]string{"Retry-After": "4"},
+		Body: `{"success":false,"errors":[{"code":10000,"message":"Rate limited"}],"messages":[],"result":null}`})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := e.p.Verify(ctx, providers.Credential{Provider: Name, Key: adminValue}); err != nil {
@@ -196,21 +197,21 @@ func TestRetryAfterHonouredOn429(t *testing.T) {
 
 func TestServerErrorThenSuccessOnAGet(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodGet, path: "/user/tokens", status: 502, body: `{"success":false,"errors":[{"code":10001,"message":"bad gateway"}],"messages":[],"result":null}`})
+	e.fake.Inject(cloudflarefake.Fault{Method: http.MethodGet, Path: "/user/tokens", Status: 502, Body: `{"success":false,"errors":[{"code":10001,"message":"bad gateway"}],"messages":[],"result":null}`})
 	if _, err := e.p.ListKeys(context.Background(), e.owner, "keyrotor-"); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.fake.count(http.MethodGet, "/client/v4/user/tokens"); n != 2 {
+	if n := e.fake.Count(http.MethodGet, "/client/v4/user/tokens"); n != 2 {
 		t.Fatalf("%d lists, want 2", n)
 	}
 }
 
 func TestCreateIsNotRetriedAfterAServerError(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodPost, path: "/user/tokens", status: 500, body: `{"success":false,"errors":[{"code":10001,"message":"internal"}],"messages":[],"result":null}`})
+	e.fake.Inject(cloudflarefake.Fault{Method: http.MethodPost, Path: "/user/tokens", Status: 500, Body: `{"success":false,"errors":[{"code":10001,"message":"internal"}],"messages":[],"result":null}`})
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	wantKind(t, err, providers.Transient)
-	if n := e.fake.count(http.MethodPost, "/client/v4/user/tokens"); n != 1 {
+	if n := e.fake.Count(http.MethodPost, "/client/v4/user/tokens"); n != 1 {
 		t.Fatalf("%d creates, want 1: a create must not mint twice", n)
 	}
 }
@@ -218,7 +219,7 @@ func TestCreateIsNotRetriedAfterAServerError(t *testing.T) {
 func TestTimeoutIsTransient(t *testing.T) {
 	e := newEnv(t, options{})
 	for range 8 {
-		e.fake.inject(fault{method: http.MethodGet, path: "/user/tokens/verify", hang: true})
+		e.fake.Inject(cloudflarefake.Fault{Method: http.MethodGet, Path: "/user/tokens/verify", Hang: true})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -227,7 +228,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 
 func TestMalformedBodyIsNotQuoted(t *testing.T) {
 	e := newEnv(t, options{noContract: true}) // the body breaks the spec on purpose
-	e.fake.inject(fault{method: http.MethodPost, path: "/user/tokens", status: 200, body: `{"success":true,"result":{"id":"x","value":"LEAKED-TOKEN-VALUE`})
+	e.fake.Inject(cloudflarefake.Fault{Method: http.MethodPost, Path: "/user/tokens", Status: 200, Body: `{"success":true,"result":{"id":"x","value":"LEAKED-TOKEN-VALUE`})
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	wantKind(t, err, providers.Other)
 	if strings.Contains(err.Error(), "LEAKED") {
@@ -237,19 +238,19 @@ func TestMalformedBodyIsNotQuoted(t *testing.T) {
 
 func TestKeyLimitIsAConflictAndDeletesNothing(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.mu.Lock()
-	for e.fake.scopeCount("") < MaxUserTokens {
-		e.fake.add("", "someone else's token", []map[string]any{policyJSON(zoneRead)}, "")
+	e.fake.Mu.Lock()
+	for e.fake.ScopeCount("") < MaxUserTokens {
+		e.fake.Add("", "someone else's token", []map[string]any{policyJSON(zoneRead)}, "")
 	}
-	e.fake.mu.Unlock()
+	e.fake.Mu.Unlock()
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	wantKind(t, err, providers.Conflict)
 	if !strings.Contains(err.Error(), "50") {
 		t.Fatalf("error %v does not name the limit", err)
 	}
-	e.fake.mu.Lock()
-	n := e.fake.scopeCount("")
-	e.fake.mu.Unlock()
+	e.fake.Mu.Lock()
+	n := e.fake.ScopeCount("")
+	e.fake.Mu.Unlock()
 	if n != MaxUserTokens {
 		t.Fatalf("%d tokens after the refused create, want %d", n, MaxUserTokens)
 	}
@@ -262,7 +263,7 @@ func TestKeyLimitIsAConflictAndDeletesNothing(t *testing.T) {
 
 func TestRefusedCreateBelowTheLimitKeepsItsKind(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodPost, path: "/user/tokens", status: 400, body: `{"success":false,"errors":[{"code":1001,"message":"Invalid request body"}],"messages":[],"result":null}`})
+	e.fake.Inject(cloudflarefake.Fault{Method: http.MethodPost, Path: "/user/tokens", Status: 400, Body: `{"success":false,"errors":[{"code":1001,"message":"Invalid request body"}],"messages":[],"result":null}`})
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	wantKind(t, err, providers.Invalid)
 }
@@ -270,12 +271,12 @@ func TestRefusedCreateBelowTheLimitKeepsItsKind(t *testing.T) {
 func TestListKeysPages(t *testing.T) {
 	e := newEnv(t, options{account: true})
 	prefix := providers.KeyNamePrefix("app/cf")
-	e.fake.mu.Lock()
+	e.fake.Mu.Lock()
 	for i := range 62 {
-		e.fake.add(account, prefix+strings.Repeat("x", i%5), []map[string]any{policyJSON(zoneRead)}, "")
+		e.fake.Add(account, prefix+strings.Repeat("x", i%5), []map[string]any{policyJSON(zoneRead)}, "")
 	}
-	e.fake.add(account, "unrelated", []map[string]any{policyJSON(zoneRead)}, "")
-	e.fake.mu.Unlock()
+	e.fake.Add(account, "unrelated", []map[string]any{policyJSON(zoneRead)}, "")
+	e.fake.Mu.Unlock()
 	keys, err := e.p.ListKeys(context.Background(), e.owner, prefix)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +284,7 @@ func TestListKeysPages(t *testing.T) {
 	if len(keys) != 62 || keys[0].CreatedAt.IsZero() {
 		t.Fatalf("%d keys (first %+v), want 62 with creation times", len(keys), keys[0])
 	}
-	if n := e.fake.count(http.MethodGet, "/client/v4/accounts/"+account+"/tokens"); n != 2 {
+	if n := e.fake.Count(http.MethodGet, "/client/v4/accounts/"+account+"/tokens"); n != 2 {
 		t.Fatalf("%d list pages, want 2", n)
 	}
 }

@@ -52,15 +52,15 @@ func TestRotationCopiesSettings(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, variants["APIKey"], nil)
 		first := create(t, p, owner, "t1")
-		f.mu.Lock()
-		f.apiKeys[first.KeyID].category, f.apiKeys[first.KeyID].remoteConfig = "default", true
-		f.mu.Unlock()
+		f.Mu.Lock()
+		f.APIKeys[first.KeyID].Category, f.APIKeys[first.KeyID].RemoteConfig = "default", true
+		f.Mu.Unlock()
 		second := create(t, p, first, "t2")
-		f.mu.Lock()
-		k := f.apiKeys[second.KeyID]
-		f.mu.Unlock()
-		if k.category != "default" || !k.remoteConfig {
-			t.Fatalf("new key has category %q and remote config %v, want the old key's", k.category, k.remoteConfig)
+		f.Mu.Lock()
+		k := f.APIKeys[second.KeyID]
+		f.Mu.Unlock()
+		if k.Category != "default" || !k.RemoteConfig {
+			t.Fatalf("new key has category %q and remote config %v, want the old key's", k.Category, k.RemoteConfig)
 		}
 		f.checkContract(t)
 	})
@@ -68,15 +68,15 @@ func TestRotationCopiesSettings(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, variants["ApplicationKey"], nil)
 		first := create(t, p, owner, "t1")
-		f.mu.Lock()
-		f.appKeys[first.KeyID].scopes = []string{"user_app_keys", "metrics_read"}
-		f.mu.Unlock()
+		f.Mu.Lock()
+		f.AppKeys[first.KeyID].Scopes = []string{"user_app_keys", "metrics_read"}
+		f.Mu.Unlock()
 		second := create(t, p, first, "t2")
-		f.mu.Lock()
-		k := f.appKeys[second.KeyID]
-		f.mu.Unlock()
-		if !slices.Equal(k.scopes, []string{"user_app_keys", "metrics_read"}) {
-			t.Fatalf("new key has scopes %v, want the old key's", k.scopes)
+		f.Mu.Lock()
+		k := f.AppKeys[second.KeyID]
+		f.Mu.Unlock()
+		if !slices.Equal(k.Scopes, []string{"user_app_keys", "metrics_read"}) {
+			t.Fatalf("new key has scopes %v, want the old key's", k.Scopes)
 		}
 		if err := p.Verify(context.Background(), second); err != nil {
 			t.Fatalf("Verify: %v", err)
@@ -90,8 +90,8 @@ func TestRotationCopiesSettings(t *testing.T) {
 		p, owner := f.setup(t, variants["ApplicationKey"], nil)
 		owner.KeyID = "00000000-dead-beef-0000-000000000000"
 		_, err := p.Create(context.Background(), providers.CreateRequest{SecretName: "s", KeyName: "k", Owner: owner})
-		if !providers.IsKind(err, providers.NotFound) || f.keyCount() != 0 {
-			t.Fatalf("Create = %v with %d keys, want NotFound and no key", err, f.keyCount())
+		if !providers.IsKind(err, providers.NotFound) || f.KeyCount() != 0 {
+			t.Fatalf("Create = %v with %d keys, want NotFound and no key", err, f.KeyCount())
 		}
 	})
 }
@@ -188,7 +188,7 @@ func TestFaults(t *testing.T) {
 		for _, status := range []int{401, 403} {
 			f := startFake(t)
 			p, owner := f.setup(t, variants["APIKey"], nil)
-			f.fault = fault(is("GET", "/api/v2/api_keys"), 0, status, `{"errors":["Forbidden SECRETVALUE"]}`)
+			f.Fault = fault(is("GET", "/api/v2/api_keys"), 0, status, `{"errors":["Forbidden SECRETVALUE"]}`)
 			_, err := p.ListKeys(ctx, owner, "keyrotor-")
 			if !providers.IsKind(err, providers.Permission) {
 				t.Fatalf("%d: ListKeys = %v, want Permission", status, err)
@@ -223,13 +223,13 @@ func TestFaults(t *testing.T) {
 		p, owner := f.setup(t, variants["APIKey"], func(c *datadog.Config) {
 			c.HTTP.Sleep = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
 		})
-		f.fault = fault(is("POST", "/api/v2/api_keys"), 1, 429, `{"errors":["Too many requests"]}`, "Retry-After", "3")
+		f.Fault = fault(is("POST", "/api/v2/api_keys"), 1, 429, `{"errors":["Too many requests"]}`, "Retry-After", "3")
 		c := create(t, p, owner, "t1")
 		if len(waits) != 1 || waits[0] != 3*time.Second {
 			t.Fatalf("waits %v, want [3s]", waits)
 		}
-		if count(f, "POST") != 2 || f.keyCount() != 1 || c.KeyID == "" {
-			t.Fatalf("%d POSTs, %d keys: want 2 and 1", count(f, "POST"), f.keyCount())
+		if count(f, "POST") != 2 || f.KeyCount() != 1 || c.KeyID == "" {
+			t.Fatalf("%d POSTs, %d keys: want 2 and 1", count(f, "POST"), f.KeyCount())
 		}
 		f.checkContract(t)
 	})
@@ -238,7 +238,7 @@ func TestFaults(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, variants["APIKey"], nil)
 		k := create(t, p, owner, "t1")
-		f.fault = fault(is("GET", "/api/v1/validate"), 1, 502, `{"errors":["Bad Gateway"]}`)
+		f.Fault = fault(is("GET", "/api/v1/validate"), 1, 502, `{"errors":["Bad Gateway"]}`)
 		if err := p.Verify(ctx, k); err != nil {
 			t.Fatalf("Verify = %v, want success after a retry", err)
 		}
@@ -252,7 +252,7 @@ func TestFaults(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, variants["APIKey"], func(c *datadog.Config) { c.HTTP.AttemptTimeout = 50 * time.Millisecond })
 		var posts atomic.Int32
-		f.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		f.Fault = func(w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodPost {
 				return false
 			}
@@ -273,7 +273,7 @@ func TestFaults(t *testing.T) {
 	t.Run("MalformedBody", func(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, variants["APIKey"], nil)
-		f.fault = fault(is("POST", "/api/v2/api_keys"), 0, 201, `{"data":{"id":"x","attributes":{"key":"SECRETVALUE`)
+		f.Fault = fault(is("POST", "/api/v2/api_keys"), 0, 201, `{"data":{"id":"x","attributes":{"key":"SECRETVALUE`)
 		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "s", KeyName: "k", Owner: owner})
 		if err == nil || strings.Contains(err.Error(), "SECRETVALUE") {
 			t.Fatalf("Create = %v, want an error that does not quote the body", err)
@@ -284,15 +284,15 @@ func TestFaults(t *testing.T) {
 	t.Run("KeyLimitIsConflict", func(t *testing.T) {
 		for _, name := range []string{"APIKey", "ApplicationKey"} {
 			f := startFake(t)
-			f.maxKeys = 1
+			f.MaxKeys = 1
 			p, owner := f.setup(t, variants[name], nil)
 			first := create(t, p, owner, "t1")
 			_, err := p.Create(ctx, providers.CreateRequest{SecretName: "app/dd", KeyName: providers.KeyName("app/dd", "t2"), Owner: first})
 			if !providers.IsKind(err, providers.Conflict) {
 				t.Fatalf("%s: Create beyond the limit = %v, want Conflict", name, err)
 			}
-			if count(f, "DELETE") != 0 || count(f, "POST") != 1 || f.keyCount() != 1 {
-				t.Fatalf("%s: %d DELETEs, %d POSTs, %d keys: want 0, 1, 1", name, count(f, "DELETE"), count(f, "POST"), f.keyCount())
+			if count(f, "DELETE") != 0 || count(f, "POST") != 1 || f.KeyCount() != 1 {
+				t.Fatalf("%s: %d DELETEs, %d POSTs, %d keys: want 0, 1, 1", name, count(f, "DELETE"), count(f, "POST"), f.KeyCount())
 			}
 			f.checkContract(t)
 		}

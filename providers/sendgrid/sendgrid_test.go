@@ -18,6 +18,7 @@ import (
 	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	"github.com/keyrotor/keyrotor/providers/contracttest"
 	"github.com/keyrotor/keyrotor/providers/providertest"
+	"github.com/keyrotor/keyrotor/providers/sendgrid/sendgridfake"
 )
 
 func TestConformance(t *testing.T) {
@@ -49,11 +50,11 @@ func wantKind(t *testing.T, err error, k providers.Kind) *providers.Error {
 func TestCreateCopiesTheOldKeysScopes(t *testing.T) {
 	e := newEnv(t, options{})
 	scopes := []string{"mail.send", "alerts.read"}
-	e.fake.mu.Lock()
-	old := e.fake.add("legacy key", scopes, "")
-	e.fake.mu.Unlock()
+	e.fake.Mu.Lock()
+	old := e.fake.Add("legacy key", scopes, "")
+	e.fake.Mu.Unlock()
 	owner := e.owner
-	owner.Key, owner.KeyID = old.value, old.id
+	owner.Key, owner.KeyID = old.Value, old.ID
 	owner, _ = owner.WithAttr(FieldScopes, []string{"stale"}) // the live key wins over the secret
 	owner, _ = owner.WithAttr(FieldOnBehalfOf, "subuser-1")
 
@@ -61,10 +62,10 @@ func TestCreateCopiesTheOldKeysScopes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.fake.mu.Lock()
-	got := e.fake.keys[cred.Key]
-	e.fake.mu.Unlock()
-	if got == nil || !slices.Equal(got.scopes, scopes) || got.name != createReq(owner).KeyName {
+	e.fake.Mu.Lock()
+	got := e.fake.Keys[cred.Key]
+	e.fake.Mu.Unlock()
+	if got == nil || !slices.Equal(got.Scopes, scopes) || got.Name != createReq(owner).KeyName {
 		t.Fatalf("created key %+v, want scopes %v and the rotation's name", got, scopes)
 	}
 	var recorded []string
@@ -90,7 +91,7 @@ func TestCreateRefusesAFullAccessKey(t *testing.T) {
 	owner, _ = owner.WithAttr(providers.FieldAdminSecretID, "sendgrid/admin")
 	_, err := e.p.Create(context.Background(), createReq(owner))
 	wantKind(t, err, providers.Invalid)
-	if n := e.fake.count(http.MethodPost, "/v3/api_keys"); n != 0 {
+	if n := e.fake.Count(http.MethodPost, "/v3/api_keys"); n != 0 {
 		t.Fatalf("%d create requests, want none", n)
 	}
 }
@@ -143,14 +144,14 @@ func TestPermissionIsNotRetried(t *testing.T) {
 	if pe := wantKind(t, err, providers.Permission); pe.Status != 401 || pe.RequestID == "" {
 		t.Fatalf("status %d request id %q", pe.Status, pe.RequestID)
 	}
-	if n := e.fake.count(http.MethodPost, "/v3/api_keys"); n != 1 {
+	if n := e.fake.Count(http.MethodPost, "/v3/api_keys"); n != 1 {
 		t.Fatalf("%d create requests, want 1", n)
 	}
 
-	e.fake.inject(fault{method: http.MethodGet, path: "/v3/scopes", status: 403, body: `{"errors":[{"message":"access forbidden"}]}`})
+	e.fake.Inject(sendgridfake.Fault{Method: http.MethodGet, Path: "/v3/scopes", Status: 403, Body: `{"errors":[{"message":"access forbidden"}]}`})
 	err = e.p.Verify(context.Background(), providers.Credential{Provider: Name, Key: adminKey})
 	wantKind(t, err, providers.Permission)
-	if n := e.fake.count(http.MethodGet, "/v3/scopes"); n != 1 {
+	if n := e.fake.Count(http.MethodGet, "/v3/scopes"); n != 1 {
 		t.Fatalf("%d verify requests, want 1", n)
 	}
 }
@@ -160,14 +161,14 @@ func TestRevokeOfAMissingKeyIsSuccess(t *testing.T) {
 	if err := e.p.Revoke(context.Background(), e.owner, "kid-gone"); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.fake.count(http.MethodDelete, "/v3/api_keys/kid-gone"); n != 1 {
+	if n := e.fake.Count(http.MethodDelete, "/v3/api_keys/kid-gone"); n != 1 {
 		t.Fatalf("%d delete requests, want 1", n)
 	}
 }
 
 func TestRetryAfterHonouredOn429(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodGet, path: "/v3/scopes", status: 429, header: map[string]string{"Retry-After": "3"}, body: `{"errors":[{"message":"too many requests"}]}`})
+	e.fake.Inject(sendgridfake.Fault{Method: http.MethodGet, Path: "/v3/scopes", Status: 429, Header: map[string]string{"Retry-After": "3"}, Body: `{"errors":[{"message":"too many requests"}]}`})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := e.p.Verify(ctx, providers.Credential{Provider: Name, Key: adminKey}); err != nil {
@@ -176,28 +177,28 @@ func TestRetryAfterHonouredOn429(t *testing.T) {
 	if w := e.slept.waits(); len(w) != 1 || w[0] != 3*time.Second {
 		t.Fatalf("waits %v, want [3s]", w)
 	}
-	if n := e.fake.count(http.MethodGet, "/v3/scopes"); n != 2 {
+	if n := e.fake.Count(http.MethodGet, "/v3/scopes"); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
 }
 
 func TestServerErrorThenSuccessOnAGet(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodGet, path: "/v3/api_keys", status: 500, body: `{"errors":[{"message":"internal server error"}]}`})
+	e.fake.Inject(sendgridfake.Fault{Method: http.MethodGet, Path: "/v3/api_keys", Status: 500, Body: `{"errors":[{"message":"internal server error"}]}`})
 	if _, err := e.p.ListKeys(context.Background(), e.owner, "keyrotor-"); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.fake.count(http.MethodGet, "/v3/api_keys"); n != 2 {
+	if n := e.fake.Count(http.MethodGet, "/v3/api_keys"); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
 }
 
 func TestCreateIsNotRetriedAfterAServerError(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodPost, path: "/v3/api_keys", status: 500, body: `{"errors":[{"message":"internal server error"}]}`})
+	e.fake.Inject(sendgridfake.Fault{Method: http.MethodPost, Path: "/v3/api_keys", Status: 500, Body: `{"errors":[{"message":"internal server error"}]}`})
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	wantKind(t, err, providers.Transient)
-	if n := e.fake.count(http.MethodPost, "/v3/api_keys"); n != 1 {
+	if n := e.fake.Count(http.MethodPost, "/v3/api_keys"); n != 1 {
 		t.Fatalf("%d create requests, want 1: a create must not mint twice", n)
 	}
 }
@@ -205,7 +206,7 @@ func TestCreateIsNotRetriedAfterAServerError(t *testing.T) {
 func TestTimeoutIsTransient(t *testing.T) {
 	e := newEnv(t, options{})
 	for range 8 { // more than vendorhttp's attempts
-		e.fake.inject(fault{method: http.MethodGet, path: "/v3/scopes", hang: true})
+		e.fake.Inject(sendgridfake.Fault{Method: http.MethodGet, Path: "/v3/scopes", Hang: true})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -215,7 +216,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 
 func TestMalformedBodyIsNotQuoted(t *testing.T) {
 	e := newEnv(t, options{noContract: true}) // the body breaks the spec on purpose
-	e.fake.inject(fault{method: http.MethodPost, path: "/v3/api_keys", status: 201, body: `{"api_key":"SG.leaked.secret","api_key_id":`})
+	e.fake.Inject(sendgridfake.Fault{Method: http.MethodPost, Path: "/v3/api_keys", Status: 201, Body: `{"api_key":"SG.leaked.secret","api_key_id":`})
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	wantKind(t, err, providers.Other)
 	if strings.Contains(err.Error(), "SG.leaked") {
@@ -225,19 +226,19 @@ func TestMalformedBodyIsNotQuoted(t *testing.T) {
 
 func TestKeyLimitIsAConflictAndDeletesNothing(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.mu.Lock()
-	for len(e.fake.keys) < MaxKeys {
-		e.fake.add("someone else's key", []string{"mail.send"}, "")
+	e.fake.Mu.Lock()
+	for len(e.fake.Keys) < MaxKeys {
+		e.fake.Add("someone else's key", []string{"mail.send"}, "")
 	}
-	e.fake.mu.Unlock()
+	e.fake.Mu.Unlock()
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	pe := wantKind(t, err, providers.Conflict)
 	if pe.Status != 403 || !strings.Contains(err.Error(), "100") {
 		t.Fatalf("error %v", err)
 	}
-	e.fake.mu.Lock()
-	n := len(e.fake.keys)
-	e.fake.mu.Unlock()
+	e.fake.Mu.Lock()
+	n := len(e.fake.Keys)
+	e.fake.Mu.Unlock()
 	if n != MaxKeys {
 		t.Fatalf("%d keys after the failed create, want %d", n, MaxKeys)
 	}
@@ -250,7 +251,7 @@ func TestKeyLimitIsAConflictAndDeletesNothing(t *testing.T) {
 
 func TestForbiddenBelowTheLimitStaysPermission(t *testing.T) {
 	e := newEnv(t, options{})
-	e.fake.inject(fault{method: http.MethodPost, path: "/v3/api_keys", status: 403, body: `{"errors":[{"message":"access forbidden"}]}`})
+	e.fake.Inject(sendgridfake.Fault{Method: http.MethodPost, Path: "/v3/api_keys", Status: 403, Body: `{"errors":[{"message":"access forbidden"}]}`})
 	_, err := e.p.Create(context.Background(), createReq(e.owner))
 	wantKind(t, err, providers.Permission)
 }
@@ -261,7 +262,7 @@ func TestGetKeyAcceptsBothShapes(t *testing.T) {
 		`{"api_key_id":"k1","name":"n","scopes":["a"]}`,
 	} {
 		e := newEnv(t, options{})
-		e.fake.inject(fault{method: http.MethodGet, path: "/v3/api_keys/k1", status: 200, body: body})
+		e.fake.Inject(sendgridfake.Fault{Method: http.MethodGet, Path: "/v3/api_keys/k1", Status: 200, Body: body})
 		c, auth, h, err := e.p.management(context.Background(), "op", e.owner)
 		if err != nil {
 			t.Fatal(err)

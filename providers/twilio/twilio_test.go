@@ -49,14 +49,14 @@ func TestRestrictedRotationKeepsPolicy(t *testing.T) {
 	p, owner := f.setup(t, twilio.KeyTypeRestricted, nil)
 	first := create(t, p, owner, "t1")
 	changed := json.RawMessage(`{"allow":["/twilio/messaging/messages/read","/twilio/voice/calls/create"]}`)
-	f.mu.Lock()
-	f.keys[first.KeyID].policy = changed
-	f.mu.Unlock()
+	f.Mu.Lock()
+	f.Keys[first.KeyID].Policy = changed
+	f.Mu.Unlock()
 
 	second := create(t, p, first, "t2")
-	f.mu.Lock()
-	got := string(f.keys[second.KeyID].policy)
-	f.mu.Unlock()
+	f.Mu.Lock()
+	got := string(f.Keys[second.KeyID].Policy)
+	f.Mu.Unlock()
 	var a, b any
 	_ = json.Unmarshal(changed, &a)
 	_ = json.Unmarshal([]byte(got), &b)
@@ -91,7 +91,7 @@ func TestRestrictedNeedsAPolicy(t *testing.T) {
 	if !providers.IsKind(err, providers.Invalid) {
 		t.Fatalf("Create = %v, want Invalid", err)
 	}
-	if n := f.keyCount(); n != 1 {
+	if n := f.KeyCount(); n != 1 {
 		t.Fatalf("%d keys, want 1", n)
 	}
 }
@@ -196,7 +196,7 @@ func TestFaults(t *testing.T) {
 		for _, status := range []int{401, 403} {
 			f := startFake(t)
 			p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
-			f.fault = fault(is("GET", "/Keys.json"), 0, status, leakyBody)
+			f.Fault = fault(is("GET", "/Keys.json"), 0, status, leakyBody)
 			_, err := p.ListKeys(ctx, owner, "keyrotor-")
 			if !providers.IsKind(err, providers.Permission) {
 				t.Fatalf("%d: ListKeys = %v, want Permission", status, err)
@@ -233,13 +233,13 @@ func TestFaults(t *testing.T) {
 		p, owner := f.setup(t, twilio.KeyTypeStandard, func(c *twilio.Config) {
 			c.HTTP.Sleep = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
 		})
-		f.fault = fault(is("POST", "/Keys.json"), 1, 429, `{"code":20429,"message":"Too Many Requests","more_info":"","status":429}`, "Retry-After", "7")
+		f.Fault = fault(is("POST", "/Keys.json"), 1, 429, `{"code":20429,"message":"Too Many Requests","more_info":"","status":429}`, "Retry-After", "7")
 		c := create(t, p, owner, "t1")
 		if len(waits) != 1 || waits[0] != 7*time.Second {
 			t.Fatalf("waits %v, want [7s]", waits)
 		}
-		if count(f, "POST") != 2 || f.keyCount() != 1 || c.KeyID == "" {
-			t.Fatalf("%d POSTs, %d keys: want 2 and 1", count(f, "POST"), f.keyCount())
+		if count(f, "POST") != 2 || f.KeyCount() != 1 || c.KeyID == "" {
+			t.Fatalf("%d POSTs, %d keys: want 2 and 1", count(f, "POST"), f.KeyCount())
 		}
 		f.checkContract(t)
 	})
@@ -248,12 +248,12 @@ func TestFaults(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
 		first := create(t, p, owner, "t1")
-		f.fault = fault(is("DELETE", ".json"), 1, 503, `{"code":20500,"message":"Service Unavailable","more_info":"","status":503}`)
+		f.Fault = fault(is("DELETE", ".json"), 1, 503, `{"code":20500,"message":"Service Unavailable","more_info":"","status":503}`)
 		if err := p.Revoke(ctx, owner, first.KeyID); err != nil {
 			t.Fatalf("Revoke = %v, want success after a retry", err)
 		}
-		if count(f, "DELETE") != 2 || f.keyCount() != 0 {
-			t.Fatalf("%d DELETEs and %d keys left, want 2 and 0", count(f, "DELETE"), f.keyCount())
+		if count(f, "DELETE") != 2 || f.KeyCount() != 0 {
+			t.Fatalf("%d DELETEs and %d keys left, want 2 and 0", count(f, "DELETE"), f.KeyCount())
 		}
 		f.checkContract(t)
 	})
@@ -262,7 +262,7 @@ func TestFaults(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, twilio.KeyTypeStandard, func(c *twilio.Config) { c.HTTP.AttemptTimeout = 50 * time.Millisecond })
 		var posts atomic.Int32
-		f.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		f.Fault = func(w http.ResponseWriter, r *http.Request) bool {
 			posts.Add(1)
 			<-r.Context().Done() // hang until the client gives up
 			w.Header().Set("X-Fault", "1")
@@ -280,7 +280,7 @@ func TestFaults(t *testing.T) {
 	t.Run("MalformedBody", func(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
-		f.fault = fault(is("POST", "/Keys.json"), 0, 201, `{"sid":"SK1","secret":"SECRETVALUE`)
+		f.Fault = fault(is("POST", "/Keys.json"), 0, 201, `{"sid":"SK1","secret":"SECRETVALUE`)
 		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "s", KeyName: "k", Owner: owner})
 		if err == nil || strings.Contains(err.Error(), "SECRETVALUE") {
 			t.Fatalf("Create = %v, want an error that does not quote the body", err)
@@ -290,14 +290,14 @@ func TestFaults(t *testing.T) {
 
 	t.Run("KeyLimitIsConflict", func(t *testing.T) {
 		f := startFake(t)
-		f.maxKeys = 1
+		f.MaxKeys = 1
 		p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
 		first := create(t, p, owner, "t1")
 		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "app/twilio", KeyName: providers.KeyName("app/twilio", "t2"), Owner: first})
 		if !providers.IsKind(err, providers.Conflict) {
 			t.Fatalf("Create beyond the limit = %v, want Conflict", err)
 		}
-		if count(f, "DELETE") != 0 || f.keyCount() != 1 {
+		if count(f, "DELETE") != 0 || f.KeyCount() != 1 {
 			t.Fatalf("a key was deleted")
 		}
 		f.checkContract(t)
@@ -310,9 +310,9 @@ func TestMainKeyAsAdmin(t *testing.T) {
 	// The fake accepts only AccountSid:AuthToken; a main key SID in key_id
 	// must become the Basic-auth user, which this fake then refuses.
 	sid := owner.Attr("account_sid")
-	f.mu.Lock()
-	token := f.accounts[sid]
-	f.mu.Unlock()
+	f.Mu.Lock()
+	token := f.Accounts[sid]
+	f.Mu.Unlock()
 	p2, err := twilio.New(twilio.Config{APIBaseURL: f.srv.URL, IAMBaseURL: f.srv.URL, Admin: adminReader{owner.Attr("admin_secret_id"): {Key: token, KeyID: "SK" + strings.Repeat("1", 32)}}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,8 @@
+// Command cloudflare is the Secrets Manager rotation function for Cloudflare API tokens: the
+// createSecret, setSecret, testSecret and finishSecret steps of package
+// rotation over the cloudflare provider. Configuration: package internal/function.
+package main
+
+import "github.com/keyrotor/keyrotor/internal/function"
+
+func main() { function.StartRotation(function.Cloudflare) }
