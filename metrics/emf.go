@@ -2,8 +2,11 @@
 // JSON object per line on a writer (a Lambda function's stdout), which
 // CloudWatch Logs turns into metrics without any API call.
 //
-// Dimensions stay few and bounded (Provider, Step, Kind); a secret's name is a
-// dimension only on the metrics an alarm needs per secret.
+// Dimensions stay few and bounded (Provider, Step); a secret's name is a
+// dimension only on the metrics an alarm needs per secret. Every line also
+// declares the empty dimension set, so each metric exists as a total over all
+// providers too: the template's alarms watch those totals (an alarm cannot
+// sum over a dimension) and the dashboard breaks them down by provider.
 package metrics
 
 import (
@@ -66,8 +69,8 @@ type metricDecl struct {
 	Unit string `json:"Unit,omitempty"`
 }
 
-// Put writes one EMF line with the given dimensions (one dimension set) and
-// metrics. Extra properties (not dimensions) may be given in props, for
+// Put writes one EMF line with the given dimensions and metrics. The line
+// declares two dimension sets: dims, and the empty set (the total). Extra properties (not dimensions) may be given in props, for
 // example a secret name or a version id for log searches; they must never be
 // secret material.
 func (e *EMF) Put(dims []Dim, props map[string]string, ms ...Metric) {
@@ -90,7 +93,7 @@ func (e *EMF) Put(dims []Dim, props map[string]string, ms ...Metric) {
 	}
 	root["_aws"] = map[string]any{
 		"Timestamp":         e.now().UnixMilli(),
-		"CloudWatchMetrics": []directive{{Namespace: e.namespace, Dimensions: [][]string{names}, Metrics: decls}},
+		"CloudWatchMetrics": []directive{{Namespace: e.namespace, Dimensions: dimensionSets(names), Metrics: decls}},
 	}
 	b, err := json.Marshal(root)
 	if err != nil {
@@ -100,4 +103,13 @@ func (e *EMF) Put(dims []Dim, props map[string]string, ms ...Metric) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	_, _ = e.w.Write(b)
+}
+
+// dimensionSets returns names and the empty set (the total), or only the
+// empty set when there are no dimensions.
+func dimensionSets(names []string) [][]string {
+	if len(names) == 0 {
+		return [][]string{{}}
+	}
+	return [][]string{names, {}}
 }

@@ -229,6 +229,9 @@ func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.L
 }
 
 func (h *Handler) count(provider, name, kind string) {
+	if _, ok := h.providers[provider]; !ok {
+		provider = "unknown" // a dimension stays bounded whatever a message says
+	}
 	var props map[string]string
 	if kind != "" {
 		props = map[string]string{"Kind": kind}

@@ -1,0 +1,208 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+)
+
+var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+func managedTags() []smtypes.Tag {
+	return []smtypes.Tag{{Key: aws.String("keyrotor:managed"), Value: aws.String("true")}}
+}
+
+func TestInspect(t *testing.T) {
+	created := now.Add(-100 * day)
+	cases := []struct {
+		name  string
+		e     smtypes.SecretListEntry
+		check func(Status) error
+	}{
+		{"never rotated: age from creation, rotation disabled",
+			smtypes.SecretListEntry{Name: aws.String("a"), CreatedDate: aws.Time(created)},
+			func(s Status) error {
+				if s.KeyAge != 100*day || s.RotationEnabled || s.Ratio() != 0 || s.Stuck() || s.Overdue {
+					return fmt.Errorf("%+v", s)
+				}
+				return nil
+			}},
+		{"rotated 45 days ago every 30 days: ratio 1.5, next date 15 days late",
+			smtypes.SecretListEntry{Name: aws.String("b"), CreatedDate: aws.Time(created), LastRotatedDate: aws.Time(now.Add(-45 * day)),
+				RotationEnabled: aws.Bool(true), RotationRules: &smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(30)},
+				NextRotationDate: aws.Time(now.Add(-15 * day))},
+			func(s Status) error {
+				if s.KeyAge != 45*day || s.Interval != 30*day || s.Ratio() != 1.5 || !s.Overdue {
+					return fmt.Errorf("%+v ratio %v", s, s.Ratio())
+				}
+				return nil
+			}},
+		{"monthly cron, next date inside its 2h window: not overdue",
+			smtypes.SecretListEntry{Name: aws.String("c"), CreatedDate: aws.Time(created), LastRotatedDate: aws.Time(now.Add(-31 * day)),
+				RotationEnabled: aws.Bool(true), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("cron(0 2 1 * ? *)"), Duration: aws.String("2h")},
+				NextRotationDate: aws.Time(now.Add(-time.Hour))},
+			func(s Status) error {
+				if s.Interval != 31*day || s.Ratio() != 1 || s.Overdue {
+					return fmt.Errorf("%+v", s)
+				}
+				return nil
+			}},
+		{"AWSPENDING on a version that is not AWSCURRENT: stuck",
+			smtypes.SecretListEntry{Name: aws.String("d"), CreatedDate: aws.Time(created),
+				SecretVersionsToStages: map[string][]string{"v1": {"AWSCURRENT"}, "v2": {"AWSPENDING"}}},
+			func(s Status) error {
+				if !s.Stuck() || s.PendingVersion != "v2" {
+					return fmt.Errorf("%+v", s)
+				}
+				return nil
+			}},
+		{"AWSPENDING with AWSCURRENT: not stuck",
+			smtypes.SecretListEntry{Name: aws.String("e"), CreatedDate: aws.Time(created),
+				SecretVersionsToStages: map[string][]string{"v1": {"AWSCURRENT", "AWSPENDING"}, "v0": {"AWSPREVIOUS"}}},
+			func(s Status) error {
+				if s.Stuck() {
+					return fmt.Errorf("%+v", s)
+				}
+				return nil
+			}},
+		{"a schedule that cannot be read: no ratio, an error",
+			smtypes.SecretListEntry{Name: aws.String("f"), CreatedDate: aws.Time(created), RotationEnabled: aws.Bool(true),
+				RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("every day")}},
+			func(s Status) error {
+				if s.ScheduleError == nil || s.Ratio() != 0 {
+					return fmt.Errorf("%+v", s)
+				}
+				return nil
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.check(Inspect(c.e, now)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestManagedNeedsTheExactTag(t *testing.T) {
+	for _, tags := range [][]smtypes.Tag{
+		nil,
+		{{Key: aws.String("keyrotor:managed"), Value: aws.String("truely")}},
+		{{Key: aws.String("keyrotor:managed-by"), Value: aws.String("true")}},
+		{{Key: aws.String("other"), Value: aws.String("true")}, {Key: aws.String("keyrotor:managed"), Value: aws.String("false")}},
+	} {
+		if Managed(smtypes.SecretListEntry{Tags: tags}) {
+			t.Errorf("tags %v count as managed", tags)
+		}
+	}
+	if !Managed(smtypes.SecretListEntry{Tags: managedTags()}) {
+		t.Error("keyrotor:managed=true does not count as managed")
+	}
+}
+
+// fakeSM serves entries in pages of MaxResults.
+type fakeSM struct {
+	entries []smtypes.SecretListEntry
+	calls   int
+	err     error
+}
+
+func (f *fakeSM) ListSecrets(_ context.Context, in *secretsmanager.ListSecretsInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error) {
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	start := 0
+	if in.NextToken != nil {
+		fmt.Sscan(*in.NextToken, &start)
+	}
+	end := min(start+int(aws.ToInt32(in.MaxResults)), len(f.entries))
+	out := &secretsmanager.ListSecretsOutput{SecretList: f.entries[start:end]}
+	if end < len(f.entries) {
+		out.NextToken = aws.String(fmt.Sprint(end))
+	}
+	return out, nil
+}
+
+type fakeCW struct {
+	batches []*cloudwatch.PutMetricDataInput
+	fail    int // fail the n-th call (1-based); 0 never
+}
+
+func (f *fakeCW) PutMetricData(_ context.Context, in *cloudwatch.PutMetricDataInput, _ ...func(*cloudwatch.Options)) (*cloudwatch.PutMetricDataOutput, error) {
+	f.batches = append(f.batches, in)
+	if len(f.batches) == f.fail {
+		return nil, errors.New("throttled")
+	}
+	return &cloudwatch.PutMetricDataOutput{}, nil
+}
+
+func fleet(n int) []smtypes.SecretListEntry {
+	var out []smtypes.SecretListEntry
+	for i := range n {
+		e := smtypes.SecretListEntry{Name: aws.String(fmt.Sprintf("s%04d", i)), CreatedDate: aws.Time(now.Add(-time.Duration(i) * time.Hour)), Tags: managedTags()}
+		if i%10 != 0 {
+			e.RotationEnabled = aws.Bool(true)
+			e.RotationRules = &smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(int64(1 + i%90))}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestRunBatchesAndCounts(t *testing.T) {
+	entries := append(fleet(2500), smtypes.SecretListEntry{Name: aws.String("unmanaged"), CreatedDate: aws.Time(now)})
+	sm, cw := &fakeSM{entries: entries}, &fakeCW{}
+	var logs bytes.Buffer
+	a := New(sm, cw, Options{Namespace: "Test", Now: func() time.Time { return now }, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	rep, err := a.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2500 KeyAgeDays + 2250 KeyAgeRatio + 5 fleet metrics.
+	if rep.Secrets != 2500 || len(rep.RotationDisabled) != 250 || rep.Metrics != 2500+2250+5 {
+		t.Fatalf("report: %d secrets, %d disabled, %d metrics", rep.Secrets, len(rep.RotationDisabled), rep.Metrics)
+	}
+	if sm.calls != 26 || len(cw.batches) != 5 {
+		t.Fatalf("%d ListSecrets and %d PutMetricData calls, want 26 and 5", sm.calls, len(cw.batches))
+	}
+	total := 0
+	for _, b := range cw.batches {
+		if len(b.MetricData) > MaxMetricsPerCall || aws.ToString(b.Namespace) != "Test" {
+			t.Fatalf("a batch of %d metrics in %s", len(b.MetricData), aws.ToString(b.Namespace))
+		}
+		total += len(b.MetricData)
+	}
+	if total != rep.Metrics {
+		t.Fatalf("published %d metrics, reported %d", total, rep.Metrics)
+	}
+	if strings.Contains(logs.String(), "unmanaged") {
+		t.Fatal("an unmanaged secret was audited")
+	}
+}
+
+func TestListingFailurePublishesNothing(t *testing.T) {
+	cw := &fakeCW{}
+	_, err := New(&fakeSM{err: errors.New("AccessDenied")}, cw, Options{Now: func() time.Time { return now }}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "list managed secrets") || len(cw.batches) != 0 {
+		t.Fatalf("err %v, %d batches", err, len(cw.batches))
+	}
+}
+
+func TestFailedBatchDoesNotStopTheOthers(t *testing.T) {
+	cw := &fakeCW{fail: 1}
+	_, err := New(&fakeSM{entries: fleet(600)}, cw, Options{Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "throttled") || len(cw.batches) != 2 {
+		t.Fatalf("err %v, %d batches, want the error and both batches tried", err, len(cw.batches))
+	}
+}

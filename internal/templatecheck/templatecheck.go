@@ -1,0 +1,656 @@
+// Package templatecheck checks keyrotor's SAM template after it has been
+// transformed into plain CloudFormation by aws-sam-translator (transform.py
+// beside this file): every function has its Makefile build target, the
+// revoker's queue is wired the way Lambda and SQS want, permissions name
+// their source account, roles grant secret actions only on managed secrets,
+// and every condition of DESIGN §6 has an alarm that notifies someone.
+//
+// Each check is a named function over the transformed template that returns
+// the problems it finds; the tests run them on the real template and on
+// mutated copies, to show that each one can fail.
+package templatecheck
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Template is a transformed (plain CloudFormation) template.
+type Template struct {
+	Parameters map[string]map[string]any `json:"Parameters"`
+	Resources  map[string]Resource       `json:"Resources"`
+	Outputs    map[string]map[string]any `json:"Outputs"`
+}
+
+// Resource is one CloudFormation resource.
+type Resource struct {
+	Type       string         `json:"Type"`
+	Properties map[string]any `json:"Properties"`
+	Metadata   map[string]any `json:"Metadata"`
+}
+
+// Inputs are what the checks compare the template with.
+type Inputs struct {
+	// MakeTargets are the Makefile's build-<LogicalId> targets, by logical id.
+	MakeTargets map[string]bool
+	// EmittedMetrics are the metric names keyrotor's code publishes in the
+	// metrics namespace.
+	EmittedMetrics map[string]bool
+}
+
+// Check is one rule over a transformed template.
+type Check struct {
+	Name string
+	Run  func(Template, Inputs) []string
+}
+
+// Checks are every rule, in a fixed order.
+var Checks = []Check{
+	{"functions-have-make-targets", functionsHaveMakeTargets},
+	{"sqs-events-report-batch-item-failures", sqsEventsReportBatchItemFailures},
+	{"queue-visibility-covers-timeout", queueVisibilityCoversTimeout},
+	{"queues-encrypted-dlq-outlives-queue", queuesEncryptedDLQOutlivesQueue},
+	{"permissions-name-source", permissionsNameSource},
+	{"secret-actions-only-on-managed-secrets", secretActionsOnlyOnManagedSecrets},
+	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
+	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
+	{"alarms-have-actions", alarmsHaveActions},
+	{"design-conditions-alarmed", designConditionsAlarmed},
+	{"alarm-metrics-are-emitted", alarmMetricsAreEmitted},
+	{"rotation-events-notify", rotationEventsNotify},
+	{"auditor-scheduled", auditorScheduled},
+	{"rotation-function-arns-output", rotationFunctionArnsOutput},
+	{"dashboard-body-is-json", dashboardBodyIsJSON},
+}
+
+// Run runs every check and returns the problems by check name (checks
+// without problems are absent).
+func Run(t Template, in Inputs) map[string][]string {
+	out := map[string][]string{}
+	for _, c := range Checks {
+		if p := c.Run(t, in); len(p) > 0 {
+			out[c.Name] = p
+		}
+	}
+	return out
+}
+
+// Transform runs transform.py (at script) with python3 over the template
+// paths, in one process, and returns the transformed templates in order.
+func Transform(script string, paths ...string) ([]Template, error) {
+	cmd := exec.Command("python3", append([]string{script}, paths...)...)
+	cmd.Env = append(os.Environ(), "AWS_DEFAULT_REGION=us-east-1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("transform %v with aws-sam-translator: %w: %s", paths, err, stderr.String())
+	}
+	var out []Template
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("transform %v: read the output: %w", paths, err)
+	}
+	if len(out) != len(paths) {
+		return nil, fmt.Errorf("transform %v: %d templates out", paths, len(out))
+	}
+	return out, nil
+}
+
+var makeTarget = regexp.MustCompile(`^build-([A-Za-z0-9]+):`)
+
+// MakeTargets returns the build-<LogicalId> targets of a Makefile.
+func MakeTargets(makefile string) (map[string]bool, error) {
+	f, err := os.Open(makefile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m := makeTarget.FindStringSubmatch(sc.Text()); m != nil {
+			out[m[1]] = true
+		}
+	}
+	return out, sc.Err()
+}
+
+// ---------------------------------------------------------------- helpers
+
+func (t Template) ofType(typ string) []string {
+	var ids []string
+	for id, r := range t.Resources {
+		if r.Type == typ {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// refTo returns the logical id v refers to with Ref or Fn::GetAtt, or "".
+func refTo(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return ""
+	}
+	if r, ok := m["Ref"].(string); ok {
+		return r
+	}
+	if ga, ok := m["Fn::GetAtt"].([]any); ok && len(ga) > 0 {
+		s, _ := ga[0].(string)
+		return s
+	}
+	if ga, ok := m["Fn::GetAtt"].(string); ok {
+		return strings.SplitN(ga, ".", 2)[0]
+	}
+	return ""
+}
+
+func num(v any, def float64) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case string:
+		var f float64
+		if _, err := fmt.Sscan(x, &f); err == nil {
+			return f
+		}
+	}
+	return def
+}
+
+func list(v any) []any {
+	switch x := v.(type) {
+	case []any:
+		return x
+	case nil:
+		return nil
+	}
+	return []any{v}
+}
+
+func strs(v any) []string {
+	var out []string
+	for _, x := range list(v) {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// text renders a value (a string or an intrinsic such as Fn::Sub) as text
+// for pattern checks.
+func text(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	if s, ok := m["Fn::Sub"].(string); ok {
+		return s
+	}
+	if l, ok := m["Fn::Sub"].([]any); ok && len(l) > 0 {
+		return text(l[0])
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// ---------------------------------------------------------------- checks
+
+func functionsHaveMakeTargets(t Template, in Inputs) []string {
+	var p []string
+	fns := t.ofType("AWS::Lambda::Function")
+	for _, id := range fns {
+		r := t.Resources[id]
+		if r.Metadata["BuildMethod"] != "makefile" {
+			p = append(p, fmt.Sprintf("%s: Metadata.BuildMethod is %v, want makefile", id, r.Metadata["BuildMethod"]))
+		}
+		if !in.MakeTargets[id] {
+			p = append(p, fmt.Sprintf("%s: the Makefile has no build-%s target", id, id))
+		}
+		if r.Properties["Runtime"] != "provided.al2023" || !slices.Equal(strs(r.Properties["Architectures"]), []string{"arm64"}) {
+			p = append(p, fmt.Sprintf("%s: runtime %v on %v, want provided.al2023 on [arm64]", id, r.Properties["Runtime"], r.Properties["Architectures"]))
+		}
+	}
+	for target := range in.MakeTargets {
+		if !slices.Contains(fns, target) {
+			p = append(p, fmt.Sprintf("the Makefile builds %s, which is not a function of the template", target))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// sqsMappings returns the event source mappings whose source is a queue of
+// the template.
+func (t Template) sqsMappings() []string {
+	var out []string
+	for _, id := range t.ofType("AWS::Lambda::EventSourceMapping") {
+		q := refTo(t.Resources[id].Properties["EventSourceArn"])
+		if t.Resources[q].Type == "AWS::SQS::Queue" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func sqsEventsReportBatchItemFailures(t Template, _ Inputs) []string {
+	var p []string
+	for _, id := range t.sqsMappings() {
+		if !slices.Contains(strs(t.Resources[id].Properties["FunctionResponseTypes"]), "ReportBatchItemFailures") {
+			p = append(p, id+": an SQS event source without FunctionResponseTypes [ReportBatchItemFailures]")
+		}
+	}
+	return p
+}
+
+func queueVisibilityCoversTimeout(t Template, _ Inputs) []string {
+	var p []string
+	for _, id := range t.sqsMappings() {
+		props := t.Resources[id].Properties
+		q, fn := refTo(props["EventSourceArn"]), refTo(props["FunctionName"])
+		vis := num(t.Resources[q].Properties["VisibilityTimeout"], 30)
+		timeout := num(t.Resources[fn].Properties["Timeout"], 3)
+		if vis < 6*timeout {
+			p = append(p, fmt.Sprintf("%s: visibility timeout %gs is below 6 x %s's timeout %gs", q, vis, fn, timeout))
+		}
+	}
+	return p
+}
+
+func queuesEncryptedDLQOutlivesQueue(t Template, _ Inputs) []string {
+	var p []string
+	for _, id := range t.ofType("AWS::SQS::Queue") {
+		props := t.Resources[id].Properties
+		if props["SqsManagedSseEnabled"] != true && props["KmsMasterKeyId"] == nil {
+			p = append(p, id+": not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
+		}
+		rp, ok := props["RedrivePolicy"].(map[string]any)
+		if !ok {
+			continue
+		}
+		dlq := refTo(rp["deadLetterTargetArn"])
+		if dlq == "" {
+			p = append(p, id+": the dead-letter queue is not a queue of the template")
+			continue
+		}
+		own := num(props["MessageRetentionPeriod"], 345600)
+		theirs := num(t.Resources[dlq].Properties["MessageRetentionPeriod"], 345600)
+		if theirs <= own {
+			p = append(p, fmt.Sprintf("%s keeps messages %gs, not longer than %s's %gs", dlq, theirs, id, own))
+		}
+	}
+	return p
+}
+
+func permissionsNameSource(t Template, _ Inputs) []string {
+	var p []string
+	for _, id := range t.ofType("AWS::Lambda::Permission") {
+		props := t.Resources[id].Properties
+		switch {
+		case props["Principal"] == "secretsmanager.amazonaws.com" && props["SourceAccount"] == nil:
+			p = append(p, id+": a permission for Secrets Manager without SourceAccount (confused deputy)")
+		case props["SourceAccount"] == nil && props["SourceArn"] == nil:
+			p = append(p, id+": a permission with neither SourceAccount nor SourceArn")
+		}
+	}
+	return p
+}
+
+// statement is one statement of a role's inline policy.
+type statement struct {
+	role string
+	m    map[string]any
+}
+
+func (t Template) statements() []statement {
+	var out []statement
+	for _, id := range t.ofType("AWS::IAM::Role") {
+		for _, pol := range list(t.Resources[id].Properties["Policies"]) {
+			doc, _ := pol.(map[string]any)["PolicyDocument"].(map[string]any)
+			for _, st := range list(doc["Statement"]) {
+				if m, ok := st.(map[string]any); ok && m["Effect"] == "Allow" {
+					out = append(out, statement{id, m})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (s statement) actions() []string { return strs(s.m["Action"]) }
+
+func (s statement) name() string {
+	if sid, ok := s.m["Sid"].(string); ok {
+		return s.role + "/" + sid
+	}
+	return fmt.Sprintf("%s/%v", s.role, s.actions())
+}
+
+// managedCondition reports whether a statement is limited to secrets tagged
+// keyrotor:managed=true.
+func (s statement) managedCondition() bool {
+	cond, _ := s.m["Condition"].(map[string]any)
+	eq, _ := cond["StringEquals"].(map[string]any)
+	for k, v := range eq {
+		if (k == "aws:ResourceTag/keyrotor:managed" || k == "secretsmanager:ResourceTag/keyrotor:managed") && v == "true" {
+			return true
+		}
+	}
+	return false
+}
+
+// secretActionsOnStar are the Secrets Manager actions that have no resource
+// (AWS requires "*").
+var secretActionsOnStar = []string{"secretsmanager:ListSecrets", "secretsmanager:GetRandomPassword", "secretsmanager:BatchGetSecretValue"}
+
+func secretActionsOnlyOnManagedSecrets(t Template, _ Inputs) []string {
+	var p []string
+	for _, s := range t.statements() {
+		var secretActions []string
+		for _, a := range s.actions() {
+			if strings.HasPrefix(a, "secretsmanager:") && !slices.Contains(secretActionsOnStar, a) {
+				secretActions = append(secretActions, a)
+			}
+			if a == "*" || a == "secretsmanager:*" {
+				p = append(p, s.name()+": grants "+a)
+			}
+		}
+		if s.m["NotAction"] != nil || s.m["NotResource"] != nil {
+			p = append(p, s.name()+": NotAction or NotResource")
+		}
+		if len(secretActions) == 0 {
+			continue
+		}
+		for _, r := range list(s.m["Resource"]) {
+			res := text(r)
+			switch {
+			case res == "*":
+				p = append(p, fmt.Sprintf("%s: %v on *", s.name(), secretActions))
+			case strings.HasSuffix(res, ":secret:*") && !s.managedCondition():
+				p = append(p, fmt.Sprintf("%s: %v on every secret without the keyrotor:managed=true condition", s.name(), secretActions))
+			}
+		}
+	}
+	return p
+}
+
+// starActions are the actions allowed on "*": AWS offers no resource for them.
+var starActions = append([]string{"cloudwatch:PutMetricData", "sts:GetCallerIdentity"}, secretActionsOnStar...)
+
+func starResourcesOnlyWhereRequired(t Template, _ Inputs) []string {
+	var p []string
+	for _, s := range t.statements() {
+		if !slices.ContainsFunc(list(s.m["Resource"]), func(r any) bool { return text(r) == "*" }) {
+			continue
+		}
+		for _, a := range s.actions() {
+			if !slices.Contains(starActions, a) {
+				p = append(p, fmt.Sprintf("%s: %s on *", s.name(), a))
+			}
+			if a == "cloudwatch:PutMetricData" {
+				cond, _ := s.m["Condition"].(map[string]any)
+				eq, _ := cond["StringEquals"].(map[string]any)
+				if eq["cloudwatch:namespace"] == nil {
+					p = append(p, s.name()+": cloudwatch:PutMetricData on * without a cloudwatch:namespace condition")
+				}
+			}
+		}
+	}
+	return p
+}
+
+// rolesWithoutManagedPolicies keeps every permission inline, where the
+// checks above see it: AWS's managed Lambda policies grant logs and SQS
+// actions on "*".
+func rolesWithoutManagedPolicies(t Template, _ Inputs) []string {
+	var p []string
+	for _, id := range t.ofType("AWS::IAM::Role") {
+		if arns := list(t.Resources[id].Properties["ManagedPolicyArns"]); len(arns) > 0 {
+			p = append(p, fmt.Sprintf("%s: managed policies %v", id, arns))
+		}
+	}
+	return p
+}
+
+func alarmsHaveActions(t Template, _ Inputs) []string {
+	var p []string
+	for _, id := range t.ofType("AWS::CloudWatch::Alarm") {
+		acts := list(t.Resources[id].Properties["AlarmActions"])
+		if len(acts) == 0 {
+			p = append(p, id+": no AlarmActions")
+			continue
+		}
+		for _, a := range acts {
+			if t.Resources[refTo(a)].Type != "AWS::SNS::Topic" {
+				p = append(p, fmt.Sprintf("%s: action %v is not a topic of the template", id, a))
+			}
+		}
+	}
+	return p
+}
+
+// alarmMetric is one metric an alarm watches.
+type alarmMetric struct {
+	alarm, namespace, name string
+	dims                   map[string]string // dimension name -> logical id or value
+	threshold              float64
+	op                     string
+}
+
+func (t Template) alarmMetrics() []alarmMetric {
+	var out []alarmMetric
+	for _, id := range t.ofType("AWS::CloudWatch::Alarm") {
+		props := t.Resources[id].Properties
+		th, op := num(props["Threshold"], -1), fmt.Sprint(props["ComparisonOperator"])
+		add := func(m map[string]any) {
+			am := alarmMetric{alarm: id, name: fmt.Sprint(m["MetricName"]), threshold: th, op: op, dims: map[string]string{}}
+			if ns, ok := m["Namespace"].(string); ok {
+				am.namespace = ns
+			} else {
+				am.namespace = "${" + refTo(m["Namespace"]) + "}"
+			}
+			for _, d := range list(m["Dimensions"]) {
+				dm, _ := d.(map[string]any)
+				v := refTo(dm["Value"])
+				if v == "" {
+					v = fmt.Sprint(dm["Value"])
+				}
+				am.dims[fmt.Sprint(dm["Name"])] = v
+			}
+			out = append(out, am)
+		}
+		if props["MetricName"] != nil {
+			add(props)
+		}
+		for _, q := range list(props["Metrics"]) {
+			qm, _ := q.(map[string]any)
+			ms, _ := qm["MetricStat"].(map[string]any)
+			if m, ok := ms["Metric"].(map[string]any); ok {
+				add(m)
+			}
+		}
+	}
+	return out
+}
+
+// ownNamespace is how alarms name keyrotor's namespace: the parameter.
+const ownNamespace = "${MetricsNamespace}"
+
+// Condition is one condition of DESIGN §6 and how to recognise its alarm.
+type Condition struct {
+	Name    string
+	Alarmed func(Template, []alarmMetric) bool
+}
+
+func ownMetric(name string, ok func(alarmMetric) bool) func(Template, []alarmMetric) bool {
+	return func(_ Template, ms []alarmMetric) bool {
+		return slices.ContainsFunc(ms, func(m alarmMetric) bool {
+			return m.namespace == ownNamespace && m.name == name && len(m.dims) == 0 && (ok == nil || ok(m))
+		})
+	}
+}
+
+func atLeastOne(m alarmMetric) bool {
+	return (m.op == "GreaterThanOrEqualToThreshold" && m.threshold <= 1) || (m.op == "GreaterThanThreshold" && m.threshold < 1)
+}
+
+// Conditions are the conditions of DESIGN §6.
+var Conditions = []Condition{
+	{"key age above 1.5 x the rotation interval", ownMetric("MaxKeyAgeRatio", func(m alarmMetric) bool {
+		return m.op == "GreaterThanThreshold" && m.threshold == 1.5
+	})},
+	{"rotation failure: failed steps", ownMetric("RotationFailed", atLeastOne)},
+	{"rotation failure: function errors of every function", func(t Template, ms []alarmMetric) bool {
+		for _, fn := range t.ofType("AWS::Lambda::Function") {
+			if !slices.ContainsFunc(ms, func(m alarmMetric) bool {
+				return m.namespace == "AWS/Lambda" && m.name == "Errors" && m.dims["FunctionName"] == fn
+			}) {
+				return false
+			}
+		}
+		return true
+	}},
+	{"old key still in use after the grace period", ownMetric("OldKeyInUse", atLeastOne)},
+	{"revocation failures", ownMetric("RevocationsFailed", atLeastOne)},
+	{"a non-empty dead-letter queue", func(t Template, ms []alarmMetric) bool {
+		for _, q := range t.ofType("AWS::SQS::Queue") {
+			rp, _ := t.Resources[q].Properties["RedrivePolicy"].(map[string]any)
+			dlq := refTo(rp["deadLetterTargetArn"])
+			if dlq == "" {
+				continue
+			}
+			if !slices.ContainsFunc(ms, func(m alarmMetric) bool {
+				return m.namespace == "AWS/SQS" && m.name == "ApproximateNumberOfMessagesVisible" && m.dims["QueueName"] == dlq && m.op == "GreaterThanThreshold" && m.threshold == 0
+			}) {
+				return false
+			}
+		}
+		return true
+	}},
+	{"stuck rotations", ownMetric("StuckRotations", atLeastOne)},
+	{"a spike of vendor authentication failures", ownMetric("VendorAuthFailures", nil)},
+}
+
+func designConditionsAlarmed(t Template, _ Inputs) []string {
+	ms := t.alarmMetrics()
+	var p []string
+	for _, c := range Conditions {
+		if !c.Alarmed(t, ms) {
+			p = append(p, "no alarm for: "+c.Name)
+		}
+	}
+	return p
+}
+
+func alarmMetricsAreEmitted(t Template, in Inputs) []string {
+	var p []string
+	for _, m := range t.alarmMetrics() {
+		if m.namespace == ownNamespace && !in.EmittedMetrics[m.name] {
+			p = append(p, fmt.Sprintf("%s watches %s, which keyrotor never publishes", m.alarm, m.name))
+		}
+	}
+	return p
+}
+
+func rotationEventsNotify(t Template, _ Inputs) []string {
+	for _, id := range t.ofType("AWS::Events::Rule") {
+		props := t.Resources[id].Properties
+		pat, _ := props["EventPattern"].(map[string]any)
+		detail, _ := pat["detail"].(map[string]any)
+		names := strs(detail["eventName"])
+		if !slices.Contains(strs(pat["source"]), "aws.secretsmanager") || !slices.Contains(names, "RotationFailed") || !slices.Contains(names, "RotationAbandoned") {
+			continue
+		}
+		for _, tg := range list(props["Targets"]) {
+			tm, _ := tg.(map[string]any)
+			if t.Resources[refTo(tm["Arn"])].Type == "AWS::SNS::Topic" {
+				return nil
+			}
+		}
+	}
+	return []string{"no EventBridge rule sends Secrets Manager's RotationFailed and RotationAbandoned events to a topic"}
+}
+
+func auditorScheduled(t Template, _ Inputs) []string {
+	for _, id := range t.ofType("AWS::Events::Rule") {
+		props := t.Resources[id].Properties
+		if props["ScheduleExpression"] == nil {
+			continue
+		}
+		for _, tg := range list(props["Targets"]) {
+			tm, _ := tg.(map[string]any)
+			if refTo(tm["Arn"]) == "AuditorFunction" {
+				return nil
+			}
+		}
+	}
+	return []string{"AuditorFunction has no schedule"}
+}
+
+// rotationFunctions are the functions Secrets Manager may invoke.
+func (t Template) rotationFunctions() []string {
+	var out []string
+	for _, id := range t.ofType("AWS::Lambda::Permission") {
+		props := t.Resources[id].Properties
+		if props["Principal"] == "secretsmanager.amazonaws.com" {
+			out = append(out, refTo(props["FunctionName"]))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func rotationFunctionArnsOutput(t Template, _ Inputs) []string {
+	var p []string
+	fns := t.rotationFunctions()
+	if len(fns) == 0 {
+		return []string{"no function may be invoked by Secrets Manager"}
+	}
+	for _, fn := range fns {
+		found := false
+		for _, o := range t.Outputs {
+			v, _ := o["Value"].(map[string]any)
+			if ga, ok := v["Fn::GetAtt"].([]any); ok && len(ga) == 2 && ga[0] == fn && ga[1] == "Arn" {
+				found = true
+			}
+		}
+		if !found {
+			p = append(p, fn+": no output with its ARN")
+		}
+	}
+	return p
+}
+
+var subVariable = regexp.MustCompile(`\$\{[^}]+\}`)
+
+func dashboardBodyIsJSON(t Template, _ Inputs) []string {
+	ids := t.ofType("AWS::CloudWatch::Dashboard")
+	if len(ids) == 0 {
+		return []string{"no dashboard"}
+	}
+	var p []string
+	for _, id := range ids {
+		body := subVariable.ReplaceAllString(text(t.Resources[id].Properties["DashboardBody"]), "x")
+		var v struct {
+			Widgets []map[string]any `json:"widgets"`
+		}
+		if err := json.Unmarshal([]byte(body), &v); err != nil || len(v.Widgets) == 0 {
+			p = append(p, fmt.Sprintf("%s: the body is not a dashboard's JSON (%v)", id, err))
+		}
+	}
+	return p
+}

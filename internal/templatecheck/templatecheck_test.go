@@ -1,0 +1,218 @@
+package templatecheck
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyrotor/keyrotor/audit"
+	"github.com/keyrotor/keyrotor/internal/testenv"
+	"github.com/keyrotor/keyrotor/revocation"
+	"github.com/keyrotor/keyrotor/rotation"
+)
+
+// emitted are the metric names keyrotor's code publishes.
+var emitted = map[string]bool{}
+
+func init() {
+	for _, n := range []string{
+		rotation.MetricStepSucceeded, rotation.MetricStepFailed, rotation.MetricStepDuration,
+		rotation.MetricRotationSucceeded, rotation.MetricRotationFailed, rotation.MetricVendorAuthFailures,
+		revocation.MetricRevoked, revocation.MetricSkipped, revocation.MetricDeferred, revocation.MetricFailed,
+		revocation.MetricOldKeyInUse, revocation.MetricVendorAuthFailures,
+		audit.MetricKeyAgeDays, audit.MetricKeyAgeRatio, audit.MetricManagedSecrets, audit.MetricMaxKeyAgeRatio,
+		audit.MetricStuckRotations, audit.MetricRotationDisabled, audit.MetricRotationOverdue,
+	} {
+		emitted[n] = true
+	}
+}
+
+func paths(t *testing.T) (root, template, script string) {
+	root = testenv.RepoRoot(t)
+	return root, filepath.Join(root, "template.yaml"), filepath.Join(root, "internal", "templatecheck", "transform.py")
+}
+
+func inputs(t *testing.T, root string) Inputs {
+	targets, err := MakeTargets(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(targets) == 0 {
+		t.Fatal("the Makefile has no build-<LogicalId> target")
+	}
+	return Inputs{MakeTargets: targets, EmittedMetrics: emitted}
+}
+
+func TestCfnLintClean(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cfn-lint takes seconds; make test and make lint run it")
+	}
+	if _, err := exec.LookPath("cfn-lint"); err != nil {
+		t.Fatal("cfn-lint is not installed (see README: the project's machines have it)")
+	}
+	_, tpl, _ := paths(t)
+	out, err := exec.Command("cfn-lint", tpl).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cfn-lint template.yaml: %v\n%s", err, out)
+	}
+}
+
+func TestTemplatePassesEveryCheck(t *testing.T) {
+	root, tpl, script := paths(t)
+	out, err := Transform(script, tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := inputs(t, root)
+	for _, c := range Checks {
+		t.Run(c.Name, func(t *testing.T) {
+			if p := c.Run(out[0], in); len(p) > 0 {
+				t.Fatalf("template.yaml:\n%s", strings.Join(p, "\n"))
+			}
+		})
+	}
+	// The Makefile names the functions DESIGN §9 fixes.
+	for _, id := range []string{"GatewayRotationFunction", "IamRotationFunction", "ApiGatewayRotationFunction", "SendgridRotationFunction",
+		"TwilioRotationFunction", "DatadogRotationFunction", "CloudflareRotationFunction", "RevokerFunction", "AuditorFunction"} {
+		if out[0].Resources[id].Type != "AWS::Lambda::Function" {
+			t.Errorf("no function %s", id)
+		}
+	}
+}
+
+// mutation is an edit of template.yaml (or of the Makefile's targets) that
+// one check must catch.
+type mutation struct {
+	name, check string
+	old, new    string                // replace the first old with new in template.yaml
+	targets     func(map[string]bool) // edit the Makefile's targets instead
+}
+
+var mutations = []mutation{
+	{name: "a function without its Makefile target", check: "functions-have-make-targets",
+		targets: func(m map[string]bool) { delete(m, "AuditorFunction") }},
+	{name: "a Makefile target without its function", check: "functions-have-make-targets",
+		targets: func(m map[string]bool) { m["StripeRotationFunction"] = true }},
+	{name: "a function not built by the Makefile", check: "functions-have-make-targets",
+		old: "BuildMethod: makefile", new: "BuildMethod: go1.x"},
+	{name: "an SQS event without ReportBatchItemFailures", check: "sqs-events-report-batch-item-failures",
+		old: "            FunctionResponseTypes: [ReportBatchItemFailures]\n", new: ""},
+	{name: "visibility below 6 x the revoker's timeout", check: "queue-visibility-covers-timeout",
+		old: "VisibilityTimeout: 720", new: "VisibilityTimeout: 719"},
+	{name: "a revoker timeout that outgrows the visibility", check: "queue-visibility-covers-timeout",
+		old: "      Description: Revokes old keys after their grace period (functions/revoker), fed by the revocation queue.\n      CodeUri: .\n      Timeout: 120",
+		new: "      Description: Revokes old keys after their grace period (functions/revoker), fed by the revocation queue.\n      CodeUri: .\n      Timeout: 300"},
+	{name: "a DLQ that keeps messages no longer than the queue", check: "queues-encrypted-dlq-outlives-queue",
+		old: "MessageRetentionPeriod: 1209600", new: "MessageRetentionPeriod: 345600"},
+	{name: "an unencrypted queue", check: "queues-encrypted-dlq-outlives-queue",
+		old: "      SqsManagedSseEnabled: true\n", new: ""},
+	{name: "a Secrets Manager permission without SourceAccount", check: "permissions-name-source",
+		old: "      SourceAccount: !Ref AWS::AccountId\n", new: ""},
+	{name: "secret actions on *", check: "secret-actions-only-on-managed-secrets",
+		old: `Resource: !Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"`, new: `Resource: "*"`},
+	{name: "secret actions on every secret without the managed condition", check: "secret-actions-only-on-managed-secrets",
+		old: "                StringEquals:\n                  \"aws:ResourceTag/keyrotor:managed\": \"true\"\n                  \"secretsmanager",
+		new: "                StringEquals:\n                  \"secretsmanager"},
+	{name: "secretsmanager:* granted", check: "secret-actions-only-on-managed-secrets",
+		old: "Action: secretsmanager:ListSecrets", new: "Action: secretsmanager:*"},
+	{name: "PutMetricData in any namespace", check: "star-resources-only-where-required",
+		old: "              Condition:\n                StringEquals:\n                  cloudwatch:namespace: !Ref MetricsNamespace\n", new: ""},
+	{name: "another action on *", check: "star-resources-only-where-required",
+		old: "Action: secretsmanager:ListSecrets", new: "Action: [secretsmanager:ListSecrets, iam:DeleteAccessKey]"},
+	{name: "a role made by SAM, with AWS's managed policies", check: "roles-without-managed-policies",
+		old: "      Role: !GetAtt RevokerRole.Arn\n", new: ""},
+	{name: "a dashboard body that is not JSON", check: "dashboard-body-is-json",
+		old: `"title": "Rotations",`, new: `"title": "Rotations"`},
+	{name: "an alarm without an action", check: "alarms-have-actions",
+		old: "      AlarmActions: [!Ref AlarmTopic]\n", new: ""},
+	{name: "no key age alarm", check: "design-conditions-alarmed",
+		old: "MetricName: MaxKeyAgeRatio", new: "MetricName: KeyAgeDays"},
+	{name: "a key age alarm at 2 x the interval", check: "design-conditions-alarmed",
+		old: "      Threshold: 1.5\n", new: "      Threshold: 2\n"},
+	{name: "no rotation failure alarm", check: "design-conditions-alarmed",
+		old: "MetricName: RotationFailed", new: "MetricName: RotationSucceeded"},
+	{name: "a function whose errors are not alarmed", check: "design-conditions-alarmed",
+		old: "                  Value: !Ref AuditorFunction", new: "                  Value: !Ref RevokerFunction"},
+	{name: "no old-key-in-use alarm", check: "design-conditions-alarmed",
+		old: "MetricName: OldKeyInUse", new: "MetricName: RevocationsDeferred"},
+	{name: "no revocation failure alarm", check: "design-conditions-alarmed",
+		old: "MetricName: RevocationsFailed", new: "MetricName: RevocationsDone"},
+	{name: "no DLQ alarm", check: "design-conditions-alarmed",
+		old: "Value: !GetAtt RevocationDeadLetterQueue.QueueName", new: "Value: !GetAtt RevocationQueue.QueueName"},
+	{name: "no stuck rotation alarm", check: "design-conditions-alarmed",
+		old: "MetricName: StuckRotations", new: "MetricName: ManagedSecrets"},
+	{name: "no vendor auth failure alarm", check: "design-conditions-alarmed",
+		old: "MetricName: VendorAuthFailures", new: "MetricName: StepFailed"},
+	{name: "an alarm on a metric nobody publishes", check: "alarm-metrics-are-emitted",
+		old: "MetricName: RotationOverdue", new: "MetricName: RotationsOverdue"},
+	{name: "no rule for RotationAbandoned", check: "rotation-events-notify",
+		old: "eventName: [RotationFailed, RotationAbandoned]", new: "eventName: [RotationFailed]"},
+	{name: "an auditor without a schedule", check: "auditor-scheduled",
+		old: "      Events:\n        Audit:\n          Type: Schedule\n          Properties:\n            Schedule: !Ref AuditSchedule\n            Description: keyrotor audit of the managed secrets\n", new: ""},
+	{name: "a rotation function ARN missing from the outputs", check: "rotation-function-arns-output",
+		old: "    Value: !GetAtt TwilioRotationFunction.Arn\n", new: "    Value: !Ref TwilioRotationFunction\n"},
+}
+
+// TestChecksCatchMutations proves each check can fail: every mutated copy of
+// the template makes its check report a problem.
+func TestChecksCatchMutations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("transforms dozens of templates")
+	}
+	root, tpl, script := paths(t)
+	src, err := os.ReadFile(tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var files []string
+	for i, m := range mutations {
+		text := string(src)
+		if m.targets == nil {
+			if !strings.Contains(text, m.old) {
+				t.Fatalf("%s: template.yaml has no %q to mutate", m.name, m.old)
+			}
+			text = strings.Replace(text, m.old, m.new, 1)
+		}
+		f := filepath.Join(dir, "template-"+string(rune('a'+i%26))+strings.Repeat("x", i/26)+".yaml")
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	out, err := Transform(script, files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caught := map[string]bool{}
+	for i, m := range mutations {
+		t.Run(m.name, func(t *testing.T) {
+			in := inputs(t, root)
+			if m.targets != nil {
+				m.targets(in.MakeTargets)
+			}
+			var check Check
+			for _, c := range Checks {
+				if c.Name == m.check {
+					check = c
+				}
+			}
+			if check.Run == nil {
+				t.Fatalf("no check %s", m.check)
+			}
+			if p := check.Run(out[i], in); len(p) == 0 {
+				t.Fatalf("%s does not catch: %s", m.check, m.name)
+			} else {
+				t.Logf("%s: %s", m.check, p[0])
+			}
+			caught[m.check] = true
+		})
+	}
+	for _, c := range Checks {
+		if !caught[c.Name] {
+			t.Errorf("no mutation shows that %s can fail", c.Name)
+		}
+	}
+}
