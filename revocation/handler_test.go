@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/keyrotor/keyrotor/internal/fakeprovider"
 	"github.com/keyrotor/keyrotor/internal/smfake"
@@ -198,6 +200,9 @@ func TestDefersWhileInUse(t *testing.T) {
 		if len(resp.BatchItemFailures) != 0 || !e.vendor.Live()[e.old.ID] || len(e.q.sent) != 1 || e.q.delays[0] != revocation.DefaultDeferInterval {
 			t.Fatalf("failures %v live %v sent %v: want a deferral", failed(resp), e.vendor.Live(), e.q.delays)
 		}
+		if m := e.q.sent[0]; m.Attempt != 1 || m.KeyID != e.old.ID || !m.NotBefore.Equal(e.now.Add(-time.Minute)) {
+			t.Fatalf("deferred message %+v: want attempt 1, the same key and not_before", m)
+		}
 		// Once the new key is used, the next look revokes.
 		e.now = e.now.Add(5 * time.Minute)
 		e.vendor.Use(e.cur.ID, e.now)
@@ -323,5 +328,205 @@ func TestVendorNotFoundIsSuccess(t *testing.T) {
 	}
 	if resp := e.handle(e.msg(e.now.Add(-time.Minute))); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("a key already gone at the vendor failed the message: %v", failed(resp))
+	}
+}
+
+// TestAlreadyRevokedWithLastUse: a duplicate delivery after the key was
+// revoked, with a vendor that reports last use (which answers NotFound for
+// the old key), is success.
+func TestAlreadyRevokedWithLastUse(t *testing.T) {
+	e := newEnv(t, true)
+	e.vendor.Use(e.cur.ID, e.now)
+	if err := e.vendor.Revoke(context.Background(), providers.Credential{}, e.old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp := e.handle(e.msg(e.now.Add(-time.Minute))); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("a key already gone failed the message: %v\n%s", failed(resp), e.logs.String())
+	}
+	if len(e.q.sent) != 0 || !strings.Contains(e.emf.String(), `"RevocationsDone":1`) {
+		t.Fatalf("re-sent %d messages; metrics %s", len(e.q.sent), e.emf.String())
+	}
+}
+
+// TestSecretOfAnotherProviderIsRefused: a message whose provider is not the
+// secret's (the secret was re-purposed, or the message forged) revokes
+// nothing and fails, to end in the dead-letter queue.
+func TestSecretOfAnotherProviderIsRefused(t *testing.T) {
+	e := newEnv(t, false)
+	other := fakeprovider.New()
+	h := revocation.NewHandler(e.sm, e.q, map[string]providers.Provider{"fake": e.vendor, "other": fakeprovider.Plain{Provider: other}},
+		revocation.Options{Now: func() time.Time { return e.now }, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	m := e.msg(e.now.Add(-time.Minute))
+	m.Provider = "other"
+	res, err := h.Process(context.Background(), m)
+	if err == nil || !strings.Contains(err.Error(), "AWSCURRENT names provider") || !strings.Contains(err.Error(), secretName) {
+		t.Fatalf("result %q, err %v: want a refusal naming the secret", res, err)
+	}
+	if !e.vendor.Live()[e.old.ID] {
+		t.Fatal("revoked a key of a secret of another provider")
+	}
+}
+
+// deadlineProbe records the deadline of the context Revoke gets.
+type deadlineProbe struct {
+	*fakeprovider.Provider
+	dl time.Time
+}
+
+func (p *deadlineProbe) Revoke(ctx context.Context, owner providers.Credential, keyID string) error {
+	p.dl, _ = ctx.Deadline()
+	return p.Provider.Revoke(ctx, owner, keyID)
+}
+
+// TestStopsBeforeTheLambdaDeadline: vendor calls end a second before the
+// Lambda deadline, so that a hanging vendor fails its own message instead
+// of timing out the batch (which would return every message).
+func TestStopsBeforeTheLambdaDeadline(t *testing.T) {
+	e := newEnv(t, false)
+	p := &deadlineProbe{Provider: e.vendor}
+	h := revocation.NewHandler(e.sm, e.q, map[string]providers.Provider{"fake": fakeprovider.Plain{Provider: p}},
+		revocation.Options{Now: func() time.Time { return e.now }, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	dl := time.Now().Add(time.Hour)
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	defer cancel()
+	b, _ := json.Marshal(e.msg(e.now.Add(-time.Minute)))
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m0", Body: string(b)}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("err %v failures %v", err, failed(resp))
+	}
+	if p.dl.IsZero() || p.dl.After(dl.Add(-time.Second)) {
+		t.Fatalf("the vendor call's deadline is %v, want at least 1s before the Lambda deadline %v", p.dl, dl)
+	}
+}
+
+// fakeSQS records SendMessage inputs.
+type fakeSQS struct {
+	in   []sqs.SendMessageInput
+	fail error
+}
+
+func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	f.in = append(f.in, *in)
+	return &sqs.SendMessageOutput{MessageId: aws.String("id")}, nil
+}
+
+// TestQueueSend checks the message on the wire: DESIGN §5's fields and no
+// other (no secret material), version 1, a delay SQS accepts.
+func TestQueueSend(t *testing.T) {
+	f := &fakeSQS{}
+	q := revocation.Queue{SQS: f, URL: "http://127.0.0.1:1/queue/revocations"}
+	nb := time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
+	m := revocation.Message{SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/app-key-AbCdEf", Provider: "fake",
+		KeyID: "fk1001", OldVersionID: "v1", NotBefore: nb}
+	for _, tc := range []struct {
+		delay time.Duration
+		want  int32
+	}{{2 * time.Hour, 900}, {90 * time.Second, 90}, {0, 0}, {-time.Minute, 0}} {
+		f.in = nil
+		if err := q.Send(context.Background(), m, tc.delay); err != nil {
+			t.Fatal(err)
+		}
+		in := f.in[0]
+		if in.DelaySeconds != tc.want || aws.ToString(in.QueueUrl) != q.URL {
+			t.Fatalf("delay %v: DelaySeconds %d queue %q, want %d and the queue", tc.delay, in.DelaySeconds, aws.ToString(in.QueueUrl), tc.want)
+		}
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(aws.ToString(in.MessageBody)), &fields); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for k := range fields {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		if fmt.Sprint(names) != "[attempt key_id not_before old_version_id provider secret_id version]" {
+			t.Fatalf("message fields %v, want exactly DESIGN §5's", names)
+		}
+		got, err := revocation.Decode(aws.ToString(in.MessageBody))
+		if err != nil || got.Version != 1 || got.KeyID != m.KeyID || !got.NotBefore.Equal(nb) {
+			t.Fatalf("decoded %+v (%v)", got, err)
+		}
+	}
+	f.fail = errors.New("AWS.SimpleQueueService.NonExistentQueue")
+	err := q.Send(context.Background(), m, 0)
+	if !errors.Is(err, f.fail) || !strings.Contains(err.Error(), m.KeyID) || !strings.Contains(err.Error(), m.SecretID) {
+		t.Fatalf("err = %v: want the SQS error wrapped, naming the key and the secret", err)
+	}
+	f.fail = nil
+	if err := (revocation.Queue{SQS: f}).Send(context.Background(), m, 0); err == nil || !strings.Contains(err.Error(), "REVOCATION_QUEUE_URL") {
+		t.Fatalf("sent with no queue URL: %v", err)
+	}
+}
+
+// TestFailuresReturnTheMessage: whatever the revoker cannot read or decide,
+// the message returns (a batch item failure) and the key stays alive.
+func TestFailuresReturnTheMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		lastUse bool
+		setup   func(e *env)
+		want    string
+	}{
+		{"DescribeSecret", false, func(e *env) {
+			e.sm.Before = func(op string) error {
+				if op == "DescribeSecret" {
+					return errors.New("throttled")
+				}
+				return nil
+			}
+		}, "secretsmanager.DescribeSecret"},
+		{"GetSecretValue", false, func(e *env) {
+			e.sm.Before = func(op string) error {
+				if op == "GetSecretValue" {
+					return errors.New("throttled")
+				}
+				return nil
+			}
+		}, "secretsmanager.GetSecretValue(AWSCURRENT)"},
+		{"CurrentNotJSON", false, func(e *env) {
+			e.sm.StartRotation(secretName, "v3")
+			put(e.sm, "v3", `{"provider":`)
+			e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v3", "v2"))
+		}, "read AWSCURRENT"},
+		{"LastUseOfOldKey", true, func(e *env) {
+			e.vendor.Before = func(op string) error {
+				if op == "LastUsed" {
+					return providers.E("fake.LastUsed", providers.Transient, errors.New("503"))
+				}
+				return nil
+			}
+		}, "last use of the old key"},
+		{"DeferralResend", true, func(e *env) { e.q.fail = errors.New("sqs down") }, "sqs down"},
+		{"RevokeRefused", false, func(e *env) {
+			e.vendor.Before = func(op string) error {
+				if op == "Revoke" {
+					return providers.E("fake.Revoke", providers.Permission, errors.New("403"))
+				}
+				return nil
+			}
+		}, "fake.Revoke"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.lastUse)
+			tc.setup(e)
+			res, err := e.h.Process(context.Background(), e.msg(e.now.Add(-time.Minute)))
+			// The queue's own errors name the secret (TestQueueSend).
+			namesSecret := tc.name == "DeferralResend" || strings.Contains(fmt.Sprint(err), secretName)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !namesSecret {
+				t.Fatalf("result %q err %v: want an error naming the secret and saying %q", res, err, tc.want)
+			}
+			if resp := e.handle(e.msg(e.now.Add(-time.Minute))); len(resp.BatchItemFailures) != 1 {
+				t.Fatalf("failures %v: want the message returned", failed(resp))
+			}
+			if !e.vendor.Live()[e.old.ID] {
+				t.Fatal("the old key was revoked")
+			}
+			if tc.name == "RevokeRefused" && !strings.Contains(e.emf.String(), `"VendorAuthFailures":1`) {
+				t.Fatal("a refused revocation is not counted as a vendor authentication failure")
+			}
+		})
 	}
 }

@@ -83,7 +83,7 @@ func (q Queue) Send(ctx context.Context, m Message, delay time.Duration) error {
 		DelaySeconds: DelaySeconds(delay),
 	})
 	if err != nil {
-		return fmt.Errorf("send revocation of key %s of %s: %w", m.KeyID, m.SecretID, err)
+		return fmt.Errorf("sqs.SendMessage: revocation of key %s of %s: %w", m.KeyID, m.SecretID, err)
 	}
 	return nil
 }

@@ -265,14 +265,24 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 		s.log.Info("AWSPENDING already holds this version's key: not minting another")
 		return alreadyDone, nil
 	}
-	if err := r.reconcile(ctx, s, current); err != nil {
+	ownOrphans, err := r.reconcile(ctx, s, current)
+	if err != nil {
 		return "", err
 	}
-	minted, err := r.p.Create(ctx, providers.CreateRequest{
-		SecretName: s.name,
-		KeyName:    providers.KeyName(s.name, s.token),
-		Owner:      current,
-	})
+	req := providers.CreateRequest{SecretName: s.name, KeyName: providers.KeyName(s.name, s.token), Owner: current}
+	minted, err := r.p.Create(ctx, req)
+	if providers.IsKind(err, providers.Conflict) && len(ownOrphans) > 0 {
+		// At the vendor's key limit, with orphans of this rotation's
+		// earlier attempts taking the room: revoke them now and try again.
+		for _, id := range ownOrphans {
+			if err := r.p.Revoke(ctx, current, id); err != nil && !providers.IsKind(err, providers.NotFound) {
+				return "", fmt.Errorf("revoke orphan key %s to make room: %w", id, err)
+			}
+			r.orphanRevoked(s, id)
+		}
+		ownOrphans = nil
+		minted, err = r.p.Create(ctx, req)
+	}
 	if err != nil {
 		return "", fmt.Errorf("create a key: %w", err)
 	}
@@ -295,10 +305,12 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 		// The put may have landed even though we saw an error (a lost
 		// response): then the key is stored and must live.
 		if stored, found, gerr := r.readPending(ctx, s); gerr == nil && found && stored.KeyID == next.KeyID {
+			r.revokeOwnOrphans(ctx, s, current, ownOrphans)
 			return done, nil
 		}
 		return "", r.revokeUnstored(ctx, s, current, next.KeyID, fmt.Errorf("secretsmanager.PutSecretValue: %w", err))
 	}
+	r.revokeOwnOrphans(ctx, s, current, ownOrphans)
 	return done, nil
 }
 
@@ -339,14 +351,21 @@ func (r *Rotator) revokeUnstored(ctx context.Context, s *secret, owner providers
 // reconcile revokes the keys of interrupted attempts: keys named as this
 // secret's that are neither AWSCURRENT nor AWSPREVIOUS. AWSPREVIOUS is left to
 // the revoker, which knows its grace period and whether it is still in use.
-func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Credential) error {
+//
+// Keys named for this very token are not revoked here but returned: they are
+// either orphans of an earlier attempt of this rotation, or the key that a
+// concurrent invocation of this createSecret is about to store. Only the
+// invocation whose PutSecretValue succeeds may revoke them (revokeOwnOrphans):
+// a version's value is immutable, so no other key of this token can be stored
+// after that. Nameless keys (IAM) cannot be told apart and are revoked here.
+func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Credential) (ownOrphans []string, err error) {
 	lister, ok := r.p.(providers.Lister)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	keys, err := lister.ListKeys(ctx, current, providers.KeyNamePrefix(s.name))
 	if err != nil {
-		return fmt.Errorf("list keys to find orphans: %w", err)
+		return nil, fmt.Errorf("list keys to find orphans: %w", err)
 	}
 	var candidates []providers.KeyInfo
 	for _, k := range keys {
@@ -355,27 +374,50 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 		}
 	}
 	if len(candidates) == 0 {
-		return nil
+		return nil, nil
 	}
 	keep := map[string]bool{current.KeyID: true}
 	if versionWith(s.versions, Previous) != "" {
 		prev, err := r.readStage(ctx, s, Previous)
 		if err != nil {
-			return fmt.Errorf("read AWSPREVIOUS to spare its key: %w", err)
+			return nil, fmt.Errorf("read AWSPREVIOUS to spare its key: %w", err)
 		}
 		keep[prev.KeyID] = true
 	}
+	own := providers.KeyName(s.name, s.token)
 	for _, k := range candidates {
 		if keep[k.ID] {
 			continue
 		}
-		if err := r.p.Revoke(ctx, current, k.ID); err != nil && !providers.IsKind(err, providers.NotFound) {
-			return fmt.Errorf("revoke orphan key %s: %w", k.ID, err)
+		if k.Name == own {
+			ownOrphans = append(ownOrphans, k.ID)
+			continue
 		}
-		s.log.Warn("revoked an orphan key of an interrupted rotation", "key_id", k.ID)
-		r.opts.Metrics.Put([]metrics.Dim{{Name: "Provider", Value: r.p.Name()}}, nil, metrics.Metric{Name: "OrphanKeysRevoked", Value: 1, Unit: metrics.Count})
+		if err := r.p.Revoke(ctx, current, k.ID); err != nil && !providers.IsKind(err, providers.NotFound) {
+			return nil, fmt.Errorf("revoke orphan key %s: %w", k.ID, err)
+		}
+		r.orphanRevoked(s, k.ID)
 	}
-	return nil
+	return ownOrphans, nil
+}
+
+// revokeOwnOrphans revokes, once this invocation's key is stored, the keys
+// of this token that reconcile found: orphans of earlier attempts, or the
+// key of a concurrent attempt whose store must fail. A failure is only
+// logged: the key is stored, and the next rotation's reconcile revokes them.
+func (r *Rotator) revokeOwnOrphans(ctx context.Context, s *secret, owner providers.Credential, ids []string) {
+	for _, id := range ids {
+		if err := r.p.Revoke(ctx, owner, id); err != nil && !providers.IsKind(err, providers.NotFound) {
+			s.log.Warn("could not revoke an orphan key of this rotation; the next rotation's reconcile will retry", "key_id", id, "error", err.Error())
+			continue
+		}
+		r.orphanRevoked(s, id)
+	}
+}
+
+func (r *Rotator) orphanRevoked(s *secret, keyID string) {
+	s.log.Warn("revoked an orphan key of an interrupted rotation", "key_id", keyID)
+	r.opts.Metrics.Put([]metrics.Dim{{Name: "Provider", Value: r.p.Name()}}, nil, metrics.Metric{Name: "OrphanKeysRevoked", Value: 1, Unit: metrics.Count})
 }
 
 // setSecret registers the pending key for providers whose keys are chosen by

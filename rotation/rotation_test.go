@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/internal/fakeprovider"
 	"github.com/keyrotor/keyrotor/internal/smfake"
@@ -77,7 +80,12 @@ func newEnv(t *testing.T, tags map[string]string) *env {
 }
 
 func (e *env) rotator(grace time.Duration) *rotation.Rotator {
-	return rotation.New(e.sm, e.vendor, e.q, rotation.Options{
+	return e.rotatorWith(e.sm, e.vendor, e.q, grace)
+}
+
+// rotatorWith is rotator over another Secrets Manager, provider or queue.
+func (e *env) rotatorWith(sm rotation.SecretsManager, p providers.Provider, q rotation.RevocationQueue, grace time.Duration) *rotation.Rotator {
+	return rotation.New(sm, p, q, rotation.Options{
 		GracePeriod: grace,
 		Now:         func() time.Time { return e.now },
 		Sleep: func(ctx context.Context, d time.Duration) error {
@@ -576,7 +584,23 @@ func TestBadInputChangesNothing(t *testing.T) {
 			e.sm.Tag(secretName, rotation.TagGracePeriod, "one hour")
 			return rotation.CreateSecret
 		}, token, "is not a Go duration"},
+		{"NegativeGraceTag", func(e *env) rotation.Step {
+			e.sm.Tag(secretName, rotation.TagGracePeriod, "-5m")
+			return rotation.CreateSecret
+		}, token, "is not a Go duration"},
 		{"FinishWithoutValue", func(e *env) rotation.Step { return rotation.FinishSecret }, token, "refusing to make an empty version AWSCURRENT"},
+		{"FinishWithNoCurrentVersion", func(e *env) rotation.Step {
+			put := &secretsmanager.PutSecretValueInput{SecretId: aws.String(secretName), ClientRequestToken: aws.String(token),
+				SecretString: aws.String(`{"provider":"fake","key":"k","key_id":"fk-new"}`), VersionStages: []string{"AWSPENDING"}}
+			if _, err := e.sm.PutSecretValue(context.Background(), put); err != nil {
+				e.t.Fatal(err)
+			}
+			if _, err := e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+				VersionStage: aws.String("AWSCURRENT"), RemoveFromVersionId: aws.String("v1")}); err != nil {
+				e.t.Fatal(err)
+			}
+			return rotation.FinishSecret
+		}, token, "no version is AWSCURRENT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -714,5 +738,495 @@ func TestMetricsAreValidEMF(t *testing.T) {
 		if !seen[want] {
 			t.Fatalf("no %s metric in %v", want, seen)
 		}
+	}
+}
+
+// recordingSM records what the engine asks Secrets Manager to read and write.
+type recordingSM struct {
+	*smfake.SM
+	mu   sync.Mutex
+	gets []secretsmanager.GetSecretValueInput
+	puts []secretsmanager.PutSecretValueInput
+}
+
+func (r *recordingSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	r.mu.Lock()
+	r.gets = append(r.gets, *in)
+	r.mu.Unlock()
+	return r.SM.GetSecretValue(ctx, in, o...)
+}
+
+func (r *recordingSM) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
+	r.mu.Lock()
+	r.puts = append(r.puts, *in)
+	r.mu.Unlock()
+	return r.SM.PutSecretValue(ctx, in, o...)
+}
+
+// TestSecretsManagerCallInputs checks what the engine sends to Secrets
+// Manager when the event names the secret by its ARN, as Secrets Manager
+// does: PutSecretValue carries the token, VersionStages=[AWSPENDING] (without
+// it AWS makes the new value AWSCURRENT at once) and the RotationToken (AWS
+// checks it when the function assumes a role); AWSPENDING is always read by
+// VersionId and VersionStage together.
+func TestSecretsManagerCallInputs(t *testing.T) {
+	arn := "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + secretName + "-AbCdEf"
+	for _, rt := range []string{rotationToken, ""} {
+		e := newEnv(t, nil)
+		rec := &recordingSM{SM: e.sm}
+		e.r = e.rotatorWith(rec, e.vendor, e.q, time.Hour)
+		e.sm.StartRotation(secretName, token)
+		for _, s := range steps {
+			if err := e.r.Handle(context.Background(), events.SecretsManagerSecretRotationEvent{
+				Step: string(s), SecretID: arn, ClientRequestToken: token, RotationToken: rt,
+			}); err != nil {
+				t.Fatalf("%s with the ARN as SecretId: %v", s, err)
+			}
+		}
+		if e.current().KeyID == e.oldKey.ID || len(e.q.sent) != 1 || e.q.sent[0].msg.SecretID != arn {
+			t.Fatalf("rotation by ARN: current %s, messages %+v", e.current().KeyID, e.q.sent)
+		}
+		if len(rec.puts) != 1 {
+			t.Fatalf("%d PutSecretValue calls, want 1", len(rec.puts))
+		}
+		put := rec.puts[0]
+		if aws.ToString(put.ClientRequestToken) != token || fmt.Sprint(put.VersionStages) != "[AWSPENDING]" || aws.ToString(put.SecretId) != arn {
+			t.Fatalf("PutSecretValue token %q stages %v secret %q: want the token, [AWSPENDING], the ARN",
+				aws.ToString(put.ClientRequestToken), put.VersionStages, aws.ToString(put.SecretId))
+		}
+		if rt != "" && aws.ToString(put.RotationToken) != rt {
+			t.Fatal("PutSecretValue did not carry the event's RotationToken")
+		}
+		if rt == "" && put.RotationToken != nil {
+			t.Fatal("PutSecretValue sent an empty RotationToken (AWS wants 36 to 256 characters or none)")
+		}
+		pendingReads := 0
+		for _, g := range rec.gets {
+			if aws.ToString(g.VersionStage) == "AWSPENDING" || g.VersionId != nil {
+				pendingReads++
+				if aws.ToString(g.VersionId) != token || aws.ToString(g.VersionStage) != "AWSPENDING" {
+					t.Fatalf("AWSPENDING read with VersionId %q and VersionStage %q: want both, the token and AWSPENDING",
+						aws.ToString(g.VersionId), aws.ToString(g.VersionStage))
+				}
+			} else if g.VersionStage == nil {
+				t.Fatal("GetSecretValue without a VersionStage")
+			}
+		}
+		if pendingReads == 0 {
+			t.Fatal("AWSPENDING was never read")
+		}
+	}
+}
+
+// setter is the fake vendor with client-chosen keys: setSecret registers them.
+type setter struct {
+	*fakeprovider.Provider
+	mu   sync.Mutex
+	set  []string
+	fail error
+}
+
+func (p *setter) Set(_ context.Context, c providers.Credential) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fail != nil {
+		return p.fail
+	}
+	p.set = append(p.set, c.KeyID)
+	return nil
+}
+
+func TestSetSecretRegistersThePendingKey(t *testing.T) {
+	e := newEnv(t, nil)
+	p := &setter{Provider: e.vendor}
+	e.r = e.rotatorWith(e.sm, p, e.q, time.Hour)
+	e.sm.StartRotation(secretName, token)
+	if err := e.step(rotation.SetSecret, token); err == nil || !strings.Contains(err.Error(), "createSecret has not run") || len(p.set) != 0 {
+		t.Fatalf("setSecret before createSecret: err=%v, registered %v", err, p.set)
+	}
+	if err := e.step(rotation.CreateSecret, token); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := providers.ParseSecret(e.sm.Value(secretName, token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.fail = providers.E("fake.Set", providers.Transient, errors.New("503"))
+	err = e.step(rotation.SetSecret, token)
+	if providers.KindOf(err) != providers.Transient || !strings.Contains(err.Error(), "setSecret") || !strings.Contains(err.Error(), secretName) {
+		t.Fatalf("setSecret with the vendor down: %v, want a transient error naming the secret and the step", err)
+	}
+	p.fail = nil
+	for i := 0; i < 2; i++ { // a retry registers the same key again: Set is idempotent
+		if err := e.step(rotation.SetSecret, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(p.set) != fmt.Sprint([]string{pending.KeyID, pending.KeyID}) {
+		t.Fatalf("registered %v, want the pending key %s twice", p.set, pending.KeyID)
+	}
+	for _, s := range steps[2:] {
+		if err := e.step(s, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.current().KeyID != pending.KeyID {
+		t.Fatal("the registered key did not become AWSCURRENT")
+	}
+}
+
+// TestTestSecretWithNothingToTest: RotateImmediately=false on a secret that
+// has no key yet (bootstrap): nothing to authenticate with, so nothing to
+// test, and no vendor call.
+func TestTestSecretWithNothingToTest(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm = smfake.New()
+	e.sm.Create(secretName, `{"provider":"fake","owner":"team-a"}`, nil)
+	e.r = e.rotator(time.Hour)
+	e.sm.StartRotation(secretName, token)
+	e.vendor.Before = func(op string) error {
+		t.Errorf("vendor call %s", op)
+		return nil
+	}
+	if err := e.step(rotation.TestSecret, token); err != nil {
+		t.Fatalf("testSecret: %v", err)
+	}
+}
+
+func TestFinishWithoutAQueueConfigured(t *testing.T) {
+	e := newEnv(t, nil)
+	e.r = e.rotatorWith(e.sm, e.vendor, nil, time.Hour)
+	e.sm.StartRotation(secretName, token)
+	for _, s := range steps[:3] {
+		if err := e.step(s, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.step(rotation.FinishSecret, token); err == nil || !strings.Contains(err.Error(), "no revocation queue") {
+		t.Fatalf("finishSecret without a queue: %v", err)
+	}
+	if e.current().KeyID != e.oldKey.ID {
+		t.Fatal("AWSCURRENT moved although nothing can revoke the old key")
+	}
+}
+
+// probe is the fake vendor that also looks at the contexts the engine gives it.
+type probe struct {
+	*fakeprovider.Provider
+	mu       sync.Mutex
+	createDL time.Time
+}
+
+func (p *probe) Create(ctx context.Context, req providers.CreateRequest) (providers.Credential, error) {
+	p.mu.Lock()
+	p.createDL, _ = ctx.Deadline()
+	p.mu.Unlock()
+	return p.Provider.Create(ctx, req)
+}
+
+// Revoke fails on an ended context, as a real HTTP call would.
+func (p *probe) Revoke(ctx context.Context, owner providers.Credential, keyID string) error {
+	if err := ctx.Err(); err != nil {
+		return providers.E("fake.Revoke", providers.Transient, err)
+	}
+	return p.Provider.Revoke(ctx, owner, keyID)
+}
+
+// TestStepStopsBeforeTheLambdaDeadline: the provider's calls end a second
+// before the Lambda deadline, so that a hanging vendor ends in an error
+// naming the step rather than a Lambda timeout.
+func TestStepStopsBeforeTheLambdaDeadline(t *testing.T) {
+	e := newEnv(t, nil)
+	p := &probe{Provider: e.vendor}
+	e.r = e.rotatorWith(e.sm, p, e.q, time.Hour)
+	e.sm.StartRotation(secretName, token)
+	dl := time.Now().Add(time.Hour)
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	defer cancel()
+	if err := e.r.Handle(ctx, events.SecretsManagerSecretRotationEvent{Step: "createSecret", SecretID: secretName, ClientRequestToken: token}); err != nil {
+		t.Fatal(err)
+	}
+	if p.createDL.IsZero() || p.createDL.After(dl.Add(-time.Second)) {
+		t.Fatalf("the vendor call's deadline is %v, want at least 1s before the Lambda deadline %v", p.createDL, dl)
+	}
+}
+
+// TestUnstoredKeyRevokedAfterTheContextEnded: when PutSecretValue fails
+// because the invocation's context ended (the deadline), the new key is
+// still revoked, on a context of its own.
+func TestUnstoredKeyRevokedAfterTheContextEnded(t *testing.T) {
+	e := newEnv(t, nil)
+	p := &probe{Provider: e.vendor}
+	e.r = e.rotatorWith(e.sm, p, e.q, time.Hour)
+	e.sm.StartRotation(secretName, token)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.sm.Before = func(op string) error {
+		if op == "PutSecretValue" {
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	if err := e.r.Handle(ctx, events.SecretsManagerSecretRotationEvent{Step: "createSecret", SecretID: secretName, ClientRequestToken: token}); err == nil {
+		t.Fatal("createSecret succeeded although the put failed")
+	}
+	if live := e.vendor.Live(); len(live) != 1 || !live[e.oldKey.ID] || e.vendor.Created() != 1 {
+		t.Fatalf("live keys %v after a put cut by the deadline: want only the old key", live)
+	}
+}
+
+// TestOrphanOfThisRotationIsRevokedOnceStored: an earlier attempt of this
+// rotation minted a key and crashed before storing it. The key is revoked
+// once this attempt's key is stored, or, if the vendor fails then, by the
+// next rotation; the stored key is never touched.
+func TestOrphanOfThisRotationIsRevokedOnceStored(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	orphan := e.vendor.Add(providers.KeyName(secretName, token))
+	if err := e.step(rotation.CreateSecret, token); err != nil {
+		t.Fatal(err)
+	}
+	pending, _ := providers.ParseSecret(e.sm.Value(secretName, token))
+	if live := e.vendor.Live(); live[orphan.ID] || !live[pending.KeyID] || !live[e.oldKey.ID] {
+		t.Fatalf("live %v: want the orphan %s revoked, the stored and the old key alive", live, orphan.ID)
+	}
+
+	// The vendor fails the revocation: the key is stored, so the step
+	// succeeds; the next rotation's reconcile revokes the orphan.
+	e = newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	orphan = e.vendor.Add(providers.KeyName(secretName, token))
+	e.vendor.Before = func(op string) error {
+		if op == "Revoke" {
+			return providers.E("fake.Revoke", providers.Transient, errors.New("503"))
+		}
+		return nil
+	}
+	for _, s := range steps {
+		if err := e.step(s, token); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if !e.vendor.Live()[orphan.ID] || !strings.Contains(e.logs.String(), "could not revoke an orphan key") {
+		t.Fatal("want the orphan alive and a warning after the vendor failed its revocation")
+	}
+	e.vendor.Before = nil
+	e.rotate("22222222-2222-3333-4444-555555555555")
+	if e.vendor.Live()[orphan.ID] {
+		t.Fatal("the next rotation did not revoke the orphan")
+	}
+}
+
+// racer is the fake vendor pausing two createSecret invocations of the
+// same rotation at chosen points.
+type racer struct {
+	*fakeprovider.Provider
+	creates, lists             atomic.Int32
+	aCreated, bListed, aStored chan struct{}
+}
+
+func await(ch chan struct{}) {
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second): // a guard against a hang, not an assertion
+	}
+}
+
+func (p *racer) Create(ctx context.Context, req providers.CreateRequest) (providers.Credential, error) {
+	c, err := p.Provider.Create(ctx, req)
+	if p.creates.Add(1) == 1 {
+		close(p.aCreated)
+		await(p.bListed)
+	}
+	return c, err
+}
+
+func (p *racer) ListKeys(ctx context.Context, owner providers.Credential, prefix string) ([]providers.KeyInfo, error) {
+	keys, err := p.Provider.ListKeys(ctx, owner, prefix)
+	if p.lists.Add(1) == 2 {
+		close(p.bListed)
+		await(p.aStored)
+	}
+	return keys, err
+}
+
+// TestSameTokenListedBeforeTheOtherStored drives the interleaving of two
+// createSecret invocations of one rotation where B lists the vendor's keys
+// after A minted its key and before A stored it. B must not revoke A's key
+// (it would leave a dead key in AWSPENDING for good); B's own key, which it
+// cannot store, is revoked; the rotation completes on A's key.
+func TestSameTokenListedBeforeTheOtherStored(t *testing.T) {
+	e := newEnv(t, nil)
+	p := &racer{Provider: e.vendor, aCreated: make(chan struct{}), bListed: make(chan struct{}), aStored: make(chan struct{})}
+	e.r = e.rotatorWith(e.sm, p, e.q, time.Hour)
+	var puts atomic.Int32
+	e.sm.After = func(op string) error {
+		if op == "PutSecretValue" && puts.Add(1) == 1 {
+			close(p.aStored)
+		}
+		return nil
+	}
+	e.sm.StartRotation(secretName, token)
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); errA = e.step(rotation.CreateSecret, token) }()
+	go func() { defer wg.Done(); await(p.aCreated); errB = e.step(rotation.CreateSecret, token) }()
+	wg.Wait()
+	if errA != nil {
+		t.Fatalf("A: %v", errA)
+	}
+	if errB == nil {
+		t.Fatal("B stored a second value for the token")
+	}
+	stored, _ := providers.ParseSecret(e.sm.Value(secretName, token))
+	if live := e.vendor.Live(); len(live) != 2 || !live[stored.KeyID] || !live[e.oldKey.ID] {
+		t.Fatalf("live %v: want the old key and A's stored key %s", live, stored.KeyID)
+	}
+	for _, s := range steps[1:] {
+		if err := e.step(s, token); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+func TestEventWithoutSecretId(t *testing.T) {
+	e := newEnv(t, nil)
+	err := e.r.Handle(context.Background(), events.SecretsManagerSecretRotationEvent{Step: "createSecret", ClientRequestToken: token})
+	if err == nil || !strings.Contains(err.Error(), "no SecretId") || !strings.Contains(err.Error(), "createSecret") {
+		t.Fatalf("err = %v", err)
+	}
+	if e.sm.TotalCalls() != 0 || e.vendor.Created() != 0 {
+		t.Fatal("an event without a secret reached Secrets Manager or the vendor")
+	}
+}
+
+// TestReconcileFailureMintsNothing: when the orphans cannot be listed or
+// revoked, createSecret fails before minting (a vendor limit would otherwise
+// fill up with orphans).
+func TestReconcileFailureMintsNothing(t *testing.T) {
+	for _, op := range []string{"ListKeys", "Revoke"} {
+		e := newEnv(t, nil)
+		e.vendor.Add(providers.KeyName(secretName, "crashed-attempt"))
+		e.vendor.Before = func(o string) error {
+			if o == op {
+				return providers.E("fake."+o, providers.Transient, errors.New("503"))
+			}
+			return nil
+		}
+		e.sm.StartRotation(secretName, token)
+		err := e.step(rotation.CreateSecret, token)
+		if providers.KindOf(err) != providers.Transient || !strings.Contains(err.Error(), "fake."+op) {
+			t.Fatalf("%s failing: err = %v, want the vendor's transient error naming the operation", op, err)
+		}
+		if e.vendor.Created() != 0 || e.sm.Calls("PutSecretValue") != 0 {
+			t.Fatalf("%s failing: minted %d keys", op, e.vendor.Created())
+		}
+	}
+}
+
+// TestUnstoredKeyWhoseRevocationFails: the put fails and so does the
+// revocation of the new key; the error says both, and the retry's
+// reconcile revokes the key once the retry's own key is stored.
+func TestUnstoredKeyWhoseRevocationFails(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.Before = func(op string) error {
+		if op == "PutSecretValue" {
+			return errors.New("throttled")
+		}
+		return nil
+	}
+	e.vendor.Before = func(op string) error {
+		if op == "Revoke" {
+			return providers.E("fake.Revoke", providers.Transient, errors.New("503"))
+		}
+		return nil
+	}
+	e.sm.StartRotation(secretName, token)
+	err := e.step(rotation.CreateSecret, token)
+	if err == nil || !strings.Contains(err.Error(), "PutSecretValue") || !strings.Contains(err.Error(), "revoking the unstored key") {
+		t.Fatalf("err = %v: want the put's error and the failed revocation", err)
+	}
+	if len(e.vendor.Live()) != 2 {
+		t.Fatalf("live %v: want the old key and the unstored one", e.vendor.Live())
+	}
+	e.sm.Before, e.vendor.Before = nil, nil
+	for _, s := range steps {
+		if err := e.step(s, token); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if live := e.vendor.Live(); len(live) != 2 || !live[e.oldKey.ID] || !live[e.current().KeyID] {
+		t.Fatalf("live %v after the retry: want only the old and the stored key", live)
+	}
+}
+
+// TestProviderWithoutListing: a vendor that cannot list keys rotates
+// without the reconcile.
+func TestProviderWithoutListing(t *testing.T) {
+	e := newEnv(t, nil)
+	e.r = e.rotatorWith(e.sm, fakeprovider.Plain{Provider: e.vendor}, e.q, time.Hour)
+	e.vendor.Before = func(op string) error {
+		if op == "ListKeys" {
+			t.Error("ListKeys called through a provider that has no Lister")
+		}
+		return nil
+	}
+	e.rotate(token)
+	if e.current().KeyID == e.oldKey.ID || len(e.q.sent) != 1 {
+		t.Fatal("the rotation did not complete")
+	}
+}
+
+// TestFinishRetryAfterLabelMoveFailsToClearPending: the retry of a
+// finishSecret that moved AWSCURRENT fails if it cannot clear AWSPENDING
+// (the next rotation could not start), and succeeds once it can.
+func TestFinishRetryAfterLabelMoveFailsToClearPending(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	for _, s := range steps[:3] {
+		if err := e.step(s, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	updates := 0
+	e.sm.Before = func(op string) error {
+		if op == "UpdateSecretVersionStage" {
+			updates++
+			if updates >= 2 {
+				return errors.New("throttled")
+			}
+		}
+		return nil
+	}
+	if err := e.step(rotation.FinishSecret, token); err == nil {
+		t.Fatal("want the injected failure")
+	}
+	if err := e.step(rotation.FinishSecret, token); err == nil || !strings.Contains(err.Error(), "remove AWSPENDING") {
+		t.Fatalf("retry: err = %v, want the failed removal of AWSPENDING", err)
+	}
+	e.sm.Before = nil
+	if err := e.step(rotation.FinishSecret, token); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.sm.Stages(secretName); fmt.Sprint(st[token]) != "[AWSCURRENT]" {
+		t.Fatalf("stages %v", st)
+	}
+}
+
+// TestOwnOrphanMakesRoomAtTheKeyLimit: at the vendor's key limit, the
+// orphan of this rotation's earlier attempt is revoked to make room.
+func TestOwnOrphanMakesRoomAtTheKeyLimit(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sm.StartRotation(secretName, token)
+	orphan := e.vendor.Add(providers.KeyName(secretName, token))
+	e.vendor.MaxKeys = 2
+	if err := e.step(rotation.CreateSecret, token); err != nil {
+		t.Fatal(err)
+	}
+	pending, _ := providers.ParseSecret(e.sm.Value(secretName, token))
+	if live := e.vendor.Live(); len(live) != 2 || live[orphan.ID] || !live[pending.KeyID] || !live[e.oldKey.ID] {
+		t.Fatalf("live %v: want the old and the stored key, the orphan %s revoked", live, orphan.ID)
 	}
 }
