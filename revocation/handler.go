@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -152,8 +153,16 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 		return "", fmt.Errorf("revoke key %s of %s: secretsmanager.DescribeSecret: %w", m.KeyID, m.SecretID, err)
 	}
 	for _, stage := range desc.VersionIdsToStages[m.OldVersionID] {
-		if stage == "AWSCURRENT" || stage == "AWSPENDING" {
+		switch {
+		case stage == "AWSCURRENT" || stage == "AWSPENDING":
 			log.Warn("not revoking: the old version is " + stage + " again (rolled back)")
+			h.count(m.Provider, MetricSkipped, "")
+			return Skipped, nil
+		case stage == "AWSPREVIOUS" && m.NewVersionID != "" && !slices.Contains(desc.VersionIdsToStages[m.NewVersionID], "AWSCURRENT"):
+			// This rotation was rolled back and a later one has since made
+			// the restored key AWSPREVIOUS again: that rotation queued its
+			// own revocation of the key, with its own grace period.
+			log.Warn("not revoking: the old version is AWSPREVIOUS of a later rotation, which revokes it after its own grace period")
 			h.count(m.Provider, MetricSkipped, "")
 			return Skipped, nil
 		}

@@ -82,7 +82,7 @@ func value(k fakeprovider.Key) string {
 }
 
 func (e *env) msg(notBefore time.Time) revocation.Message {
-	return revocation.Message{Version: 1, SecretID: secretName, Provider: "fake", KeyID: e.old.ID, OldVersionID: "v1", NotBefore: notBefore}
+	return revocation.Message{Version: 1, SecretID: secretName, Provider: "fake", KeyID: e.old.ID, OldVersionID: "v1", NewVersionID: "v2", NotBefore: notBefore}
 }
 
 func (e *env) handle(ms ...revocation.Message) events.SQSEventResponse {
@@ -191,6 +191,40 @@ func TestSkipsAKeyRestoredByRollback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A rotation rolled back and followed by another: the restored key is
+// AWSPREVIOUS again, and only the later rotation's message may revoke it,
+// after its own grace period. A key left behind by two quick rotations is
+// still revoked.
+func TestRevocationBelongsToTheLatestRotation(t *testing.T) {
+	rotateAgain := func(e *env, from string) fakeprovider.Key {
+		k := e.vendor.Add("newer")
+		e.sm.StartRotation(secretName, "v3")
+		put(e.sm, "v3", value(k))
+		e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v3", from))
+		return k
+	}
+	t.Run("RolledBackThenRotatedAgain", func(t *testing.T) {
+		e := newEnv(t, false)
+		e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v1", "v2")) // rollback: v1 current, v2 previous
+		rotateAgain(e, "v1")                                                         // v1 previous of v3
+		resp := e.handle(e.msg(e.now.Add(-time.Minute)))
+		if len(resp.BatchItemFailures) != 0 || !e.vendor.Live()[e.old.ID] {
+			t.Fatalf("failures %v, old key live=%v: the restored key must wait for the later rotation's revocation", failed(resp), e.vendor.Live()[e.old.ID])
+		}
+		if !strings.Contains(e.emf.String(), `"RevocationsSkipped":1`) {
+			t.Fatal("no RevocationsSkipped metric")
+		}
+	})
+	t.Run("TwoQuickRotations", func(t *testing.T) {
+		e := newEnv(t, false)
+		rotateAgain(e, "v2") // v1 keeps no label: nothing else will revoke its key
+		resp := e.handle(e.msg(e.now.Add(-time.Minute)))
+		if len(resp.BatchItemFailures) != 0 || e.vendor.Live()[e.old.ID] {
+			t.Fatalf("failures %v, old key live=%v: want it revoked", failed(resp), e.vendor.Live()[e.old.ID])
+		}
+	})
 }
 
 func TestDefersWhileInUse(t *testing.T) {

@@ -21,11 +21,15 @@ const MaxDelay = 900 * time.Second
 // has passed. It carries no secret material: the revoker reads the secret
 // for the provider fields it needs.
 type Message struct {
-	Version      int       `json:"version"`
-	SecretID     string    `json:"secret_id"`
-	Provider     string    `json:"provider"`
-	KeyID        string    `json:"key_id"`
-	OldVersionID string    `json:"old_version_id"`
+	Version      int    `json:"version"`
+	SecretID     string `json:"secret_id"`
+	Provider     string `json:"provider"`
+	KeyID        string `json:"key_id"`
+	OldVersionID string `json:"old_version_id"`
+	// NewVersionID is the version the rotation made AWSCURRENT. While the
+	// old version is AWSPREVIOUS under another current version, a later
+	// rotation owns this key's revocation (see Handler).
+	NewVersionID string    `json:"new_version_id,omitempty"`
 	NotBefore    time.Time `json:"not_before"`
 	// Attempt counts the times the message was sent again: while waiting
 	// for NotBefore and while deferring a key still in use.

@@ -520,7 +520,7 @@ func (r *Rotator) finishSecret(ctx context.Context, s *secret) (outcome, error) 
 	if old.KeyID != "" && old.KeyID != pending.KeyID {
 		now := r.opts.Now()
 		m := revocation.Message{
-			SecretID: s.arn, Provider: r.p.Name(), KeyID: old.KeyID, OldVersionID: currentVersion,
+			SecretID: s.arn, Provider: r.p.Name(), KeyID: old.KeyID, OldVersionID: currentVersion, NewVersionID: s.token,
 			NotBefore: now.Add(s.grace).UTC(), Emergency: s.emergency,
 		}
 		if r.queue == nil {

@@ -154,7 +154,7 @@ func TestFullRotation(t *testing.T) {
 	}
 	m := e.q.sent[0]
 	want := revocation.Message{SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + secretName + "-AbCdEf", Provider: "fake",
-		KeyID: e.oldKey.ID, OldVersionID: "v1", NotBefore: e.now.Add(time.Hour)}
+		KeyID: e.oldKey.ID, OldVersionID: "v1", NewVersionID: token, NotBefore: e.now.Add(time.Hour)}
 	if m.msg != want || m.delay != time.Hour {
 		t.Fatalf("message %+v delay %v, want %+v delay 1h", m.msg, m.delay, want)
 	}

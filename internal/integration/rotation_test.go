@@ -253,9 +253,10 @@ func TestConcurrentRotations(t *testing.T) {
 		t.Fatalf("live keys %v: want the old and the stored new key (and at most the loser's key)", live)
 	}
 	// On AWS the loser's PutSecretValue fails (same token, other value) and
-	// it revokes its key at once (unit test SameTokenAtOnce). moto silently
-	// overwrites the version instead (tooling.md §1a-3), so the loser's key
-	// survives until the next rotation's reconcile revokes it as an orphan.
+	// it revokes its key at once (unit tests SameTokenAtOnce and
+	// TestSameTokenListedBeforeTheOtherStored). moto silently overwrites the
+	// version instead (tooling.md §1a-3), so the loser's key may survive
+	// until the next rotation's reconcile revokes it as an orphan.
 	s.rotate(fn1, secret, tok(3))
 	after := s.liveGatewayKeys()
 	for id := range live {
