@@ -1,0 +1,276 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/spf13/cobra"
+
+	"github.com/keyrotor/keyrotor/internal/function"
+	"github.com/keyrotor/keyrotor/internal/inventory"
+)
+
+func newInventoryCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inventory",
+		Short: "Validate, plan and apply an API key inventory (the guide's api_keys and rotation_schedules)",
+		Long: `inventory manages the rotation of many secrets from one YAML file in the guide's format:
+api_keys (name, provider, environment, used_by, vault_path, rotation_frequency,
+supports_dual_key, provider_api, criticality) and rotation_schedules (secret, provider,
+schedule as a 5-field cron in UTC, grace_period, alert_on_failure, rollback_on_failure).
+
+  validate  checks every field and reports each problem with its line
+  plan      prints what apply would change
+  apply     tags the secrets and sets their rotation, without rotating them now
+
+Providers may be spelled as in the guide ("SendGrid", "Internal API Gateway",
+"internal_gateway"). A 5-field cron becomes a Secrets Manager cron(...) expression; one it
+cannot run (a minute other than 0, both day fields restricted, rotations closer than 4
+hours) is an error, as is a grace period not shorter than the rotation interval. A schedule
+for a vendor without a key API (Stripe) becomes a key-age reminder (tags read by status), not a
+rotation.`,
+	}
+	cmd.AddCommand(newInventoryValidateCmd(), newInventoryPlanCmd(), newInventoryApplyCmd())
+	return cmd
+}
+
+func newInventoryValidateCmd() *cobra.Command {
+	var offline bool
+	cmd := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check an inventory file; every problem is reported with its line",
+		Long: `validate parses FILE and checks every field: known providers, 5-field cron schedules
+Secrets Manager can run, durations, grace periods shorter than the rotation interval,
+secret names, duplicate entries. Unless --offline, it also checks in Secrets Manager that
+every secret exists and holds a value of the inventory's provider. Problems are printed as
+FILE:LINE: message, and validate exits 3.`,
+		Example: `  keyrotor inventory validate --offline inventory.yaml
+  keyrotor inventory validate inventory.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			inv, err := inventoryLoad(cmd, args[0])
+			if err != nil {
+				return exitWith(cmd, err)
+			}
+			entries := inv.Entries()
+			if !offline {
+				op, err := newOperator(cmd)
+				if err != nil {
+					return err
+				}
+				if err := inventory.Check(cmd.Context(), op.SM, args[0], entries); err != nil {
+					return exitWith(cmd, inventoryProblems(cmd, err))
+				}
+			}
+			mode := "checked in Secrets Manager"
+			if offline {
+				mode = "offline: secrets not checked"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid: %d api keys, %d schedules, %d secrets (%s)\n", args[0], len(inv.APIKeys), len(inv.Schedules), len(entries), mode)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&offline, "offline", false, "skip the checks that need AWS (secrets exist and hold the right provider)")
+	return operatorCommand(cmd, cobra.ExactArgs(1))
+}
+
+// functionARNFlags resolve the rotation function of each provider.
+type functionARNFlags struct {
+	arns  []string
+	stack string
+}
+
+func (a *functionARNFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&a.arns, "function-arn", nil, "PROVIDER=ARN: the rotation function of a provider (repeatable)")
+	cmd.Flags().StringVar(&a.stack, "stack", "", "the SAM stack name: find the function STACK-PROVIDER-rotation in Lambda")
+}
+
+func (a *functionARNFlags) resolver(cmd *cobra.Command) (inventory.FunctionARNs, error) {
+	given := map[string]string{}
+	for _, kv := range a.arns {
+		p, arn, ok := strings.Cut(kv, "=")
+		if !ok || p == "" || arn == "" {
+			return nil, usageError{fmt.Errorf("--function-arn %q: want PROVIDER=ARN", kv)}
+		}
+		given[p] = arn
+	}
+	var lc *lambda.Client
+	return func(provider string) (string, error) {
+		if arn := given[provider]; arn != "" {
+			return arn, nil
+		}
+		if arn := os.Getenv("KEYROTOR_" + strings.ToUpper(provider) + "_FUNCTION_ARN"); arn != "" {
+			return arn, nil
+		}
+		if a.stack != "" {
+			if lc == nil {
+				c, err := function.NewClients(cmd.Context())
+				if err != nil {
+					return "", err
+				}
+				lc = lambda.NewFromConfig(c.Config)
+			}
+			name := a.stack + "-" + provider + "-rotation"
+			out, err := lc.GetFunction(cmd.Context(), &lambda.GetFunctionInput{FunctionName: aws.String(name)})
+			if err != nil {
+				return "", fmt.Errorf("find the rotation function of %s: lambda.GetFunction(%s): %w", provider, name, err)
+			}
+			return aws.ToString(out.Configuration.FunctionArn), nil
+		}
+		return "", fmt.Errorf("no rotation function for provider %q: pass --function-arn %s=ARN or --stack NAME, or set KEYROTOR_%s_FUNCTION_ARN", provider, provider, strings.ToUpper(provider))
+	}, nil
+}
+
+func newInventoryPlanCmd() *cobra.Command {
+	var arns functionARNFlags
+	cmd := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Print what inventory apply would change",
+		Long: `plan validates FILE (as validate does, with the Secrets Manager checks), then compares
+each secret with the inventory and prints what apply would change: tags to set, and the
+rotation to set (function ARN, cron(...) or rate(...) schedule, window). Nothing is changed.
+
+The rotation function of each provider comes from --function-arn PROVIDER=ARN, else the
+variable KEYROTOR_<PROVIDER>_FUNCTION_ARN (the local stack exports them), else --stack.`,
+		Example: `  keyrotor inventory plan inventory.yaml --stack keyrotor`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			changes, err := inventoryPlan(cmd, args[0], &arns)
+			if err != nil {
+				return exitWith(cmd, err)
+			}
+			printInventoryPlan(cmd.OutOrStdout(), changes)
+			return nil
+		},
+	}
+	arns.add(cmd)
+	return operatorCommand(cmd, cobra.ExactArgs(1))
+}
+
+func newInventoryApplyCmd() *cobra.Command {
+	var (
+		arns  functionARNFlags
+		quiet bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Tag the secrets and set their rotation schedules (never rotates now)",
+		Long: `apply validates FILE and plans as plan does, then changes what differs: it tags each
+secret (keyrotor:managed, keyrotor:grace-period, keyrotor:provider, the inventory's fields),
+then sets its rotation with RotateSecret and RotateImmediately=false, so that nothing rotates
+now. Applying the same file twice changes nothing the second time. It goes on past a secret
+it cannot change, reports one progress line per secret on standard error, and exits 1 if any
+secret failed.`,
+		Example: `  keyrotor inventory apply inventory.yaml --function-arn gateway=arn:aws:lambda:...`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			changes, err := inventoryPlan(cmd, args[0], &arns)
+			if err != nil {
+				return exitWith(cmd, err)
+			}
+			op, err := newOperator(cmd)
+			if err != nil {
+				return err
+			}
+			stderr := cmd.ErrOrStderr()
+			changed, failed := 0, 0
+			err = inventory.Apply(cmd.Context(), op.SM, changes, func(done, total int, c inventory.Change, err error) {
+				status := "unchanged"
+				switch {
+				case err != nil:
+					status = "FAILED: " + err.Error()
+					failed++
+				case !c.Empty():
+					status = "updated"
+					changed++
+				}
+				if !quiet || err != nil {
+					fmt.Fprintf(stderr, "[%d/%d] %s: %s\n", done, total, c.Entry.SecretID, status)
+				}
+			})
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d secrets updated, %d unchanged, %d failed\n", args[0], changed, len(changes)-changed-failed, failed)
+			if err != nil {
+				return fmt.Errorf("inventory apply %s: %d of %d secrets failed (see above)", args[0], failed, len(changes))
+			}
+			return nil
+		},
+	}
+	arns.add(cmd)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only failures and the summary")
+	return operatorCommand(cmd, cobra.ExactArgs(1))
+}
+
+// inventoryLoad reads and parses FILE; an invalid inventory prints its
+// problems and is a problemsError.
+func inventoryLoad(cmd *cobra.Command, file string) (*inventory.Inventory, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("read inventory: %w", err)}
+	}
+	inv, err := inventory.Parse(file, data)
+	if err != nil {
+		return nil, inventoryProblems(cmd, err)
+	}
+	return inv, nil
+}
+
+// inventoryProblems prints an *inventory.Error's issues and turns it into a
+// problemsError; other errors pass.
+func inventoryProblems(cmd *cobra.Command, err error) error {
+	var ie *inventory.Error
+	if !errors.As(err, &ie) {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), ie.Error())
+	return problemsError{fmt.Sprintf("%s: %d problems", ie.File, len(ie.Issues))}
+}
+
+func inventoryPlan(cmd *cobra.Command, file string, arns *functionARNFlags) ([]inventory.Change, error) {
+	inv, err := inventoryLoad(cmd, file)
+	if err != nil {
+		return nil, err
+	}
+	resolve, err := arns.resolver(cmd)
+	if err != nil {
+		return nil, err
+	}
+	op, err := newOperator(cmd)
+	if err != nil {
+		return nil, err
+	}
+	entries := inv.Entries()
+	if err := inventory.Check(cmd.Context(), op.SM, file, entries); err != nil {
+		return nil, inventoryProblems(cmd, err)
+	}
+	return inventory.Plan(cmd.Context(), op.SM, entries, resolve)
+}
+
+func printInventoryPlan(w io.Writer, changes []inventory.Change) {
+	n := 0
+	for _, c := range changes {
+		mark := "="
+		if !c.Empty() {
+			mark = "~"
+			n++
+		}
+		fmt.Fprintf(w, "%s %s (%s, line %d)\n", mark, c.Entry.SecretID, c.Entry.Provider.Name, c.Entry.Line)
+		keys := make([]string, 0, len(c.SetTags))
+		for k := range c.SetTags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "    tag %s = %s\n", k, c.SetTags[k])
+		}
+		if r := c.Rotation; r != nil {
+			fmt.Fprintf(w, "    rotation: %s, schedule %s, window %s (not rotated now)\n", r.FunctionARN, r.Expression, r.Window)
+		}
+		for _, note := range c.Notes {
+			fmt.Fprintf(w, "    note: %s\n", note)
+		}
+	}
+	fmt.Fprintf(w, "%d of %d secrets would change\n", n, len(changes))
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyrotor/keyrotor/internal/function"
+	"github.com/keyrotor/keyrotor/internal/operator"
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/providers/stripe"
+)
+
+// exitCodesHelp is appended to the help of every operator command.
+const exitCodesHelp = `
+
+Exit codes: 0 done; 1 failed (an AWS or vendor call, a rotation); 2 usage (bad arguments,
+flags or input); 3 problems found (status, an invalid inventory); 4 refused (a precondition
+does not hold, nothing was changed).`
+
+// vendorEnv is what the CLI reads its vendor configuration from: the functions'
+// variables (<PROVIDER>_API_BASE_URL, API_BASE_URL), and for the gateway the
+// local stack's KEYROTOR_GATEWAY_URL when GATEWAY_API_BASE_URL is unset.
+func vendorEnv(name string) string {
+	v := os.Getenv(name)
+	if v == "" && name == "GATEWAY_API_BASE_URL" && os.Getenv("API_BASE_URL") == "" {
+		v = os.Getenv("KEYROTOR_GATEWAY_URL")
+	}
+	return v
+}
+
+// newOperator builds the operator over the AWS SDK's default configuration,
+// with the providers built as the functions build them (internal/function).
+func newOperator(cmd *cobra.Command) (*operator.Operator, error) {
+	c, err := function.NewClients(cmd.Context())
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu    sync.Mutex
+		built = map[string]providers.Provider{}
+	)
+	lookup := func(name string) (providers.Provider, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p, ok := built[name]; ok {
+			return p, nil
+		}
+		var (
+			p   providers.Provider
+			err error
+		)
+		if b, ok := function.All()[name]; ok {
+			p, err = b(vendorEnv, c)
+		} else if name == stripe.Name {
+			// Stripe has no rotation function, so no builder: verify only.
+			p, err = stripe.New(stripe.Config{BaseURL: function.APIBaseURL(vendorEnv, stripe.Name)})
+		} else {
+			err = fmt.Errorf("this keyrotor has no provider %q", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		built[name] = p
+		return p, nil
+	}
+	stderr := cmd.ErrOrStderr()
+	return &operator.Operator{
+		SM:        c.SecretsManager,
+		Providers: lookup,
+		Progress:  func(msg string) { fmt.Fprintln(stderr, msg) },
+	}, nil
+}
+
+// usageError is an error in the command line or its input: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// problemsError says that problems were found (already printed): exit code 3.
+type problemsError struct{ msg string }
+
+func (e problemsError) Error() string { return e.msg }
+
+// cliExitCode maps an error to the documented exit codes.
+func cliExitCode(err error) int {
+	var u usageError
+	var p problemsError
+	switch {
+	case err == nil:
+		return operator.ExitOK
+	case errors.As(err, &u):
+		return operator.ExitUsage
+	case errors.As(err, &p):
+		return operator.ExitProblems
+	}
+	return operator.ExitCode(err)
+}
+
+// exitWith ends an operator command. Exit code 1 is main's; for the others
+// the command prints the error and exits itself.
+func exitWith(cmd *cobra.Command, err error) error {
+	code := cliExitCode(err)
+	if code == operator.ExitOK || code == operator.ExitFailure {
+		return err
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), "keyrotor:", err)
+	os.Exit(code)
+	return nil
+}
+
+// operatorCommand sets what every operator command shares: the exit codes
+// in its help, usage errors (bad flags, wrong arguments) exiting with 2.
+func operatorCommand(cmd *cobra.Command, args cobra.PositionalArgs) *cobra.Command {
+	cmd.Long += exitCodesHelp
+	cmd.Args = func(c *cobra.Command, a []string) error {
+		if err := args(c, a); err != nil {
+			return usageExit(c, err)
+		}
+		return nil
+	}
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageExit(c, err) })
+	return cmd
+}
+
+func usageExit(c *cobra.Command, err error) error {
+	fmt.Fprintf(c.ErrOrStderr(), "keyrotor: %v\nRun '%s --help' for usage.\n", err, c.CommandPath())
+	os.Exit(operator.ExitUsage)
+	return err
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

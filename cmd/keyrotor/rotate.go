@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyrotor/keyrotor/internal/operator"
+)
+
+func newRotateCmd() *cobra.Command {
+	var (
+		opts   operator.RotateOptions
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate SECRET",
+		Short: "Rotate a secret now, through Secrets Manager; --emergency revokes the old key at once",
+		Long: `rotate calls Secrets Manager's RotateSecret for SECRET, with the rotation function and
+schedule it already has (set by "keyrotor inventory apply"): Secrets Manager runs the four
+steps, never keyrotor itself. Without --wait it returns once Secrets Manager has accepted the
+rotation. It refuses (exit 4) when a rotation is already in progress, when the secret has no
+rotation function, and for a while after a rollback (see "keyrotor rollback").
+
+--wait follows the rotation step by step until the new key is AWSCURRENT, and exits 1 with
+the failing step and its reason if it fails or does not finish within --timeout.
+
+--emergency is for a leaked key: it tags the secret keyrotor:emergency-token with this
+rotation's ClientRequestToken, so the rotation function uses a grace period of 0 and the
+revoker revokes the old key as soon as the new key has passed testSecret, without waiting
+for it to fall silent. It waits for the rotation, then until the vendor confirms that the
+old key is revoked, and says so. Applications still holding the old key fail until they
+read the new one.`,
+		Example: `  keyrotor rotate demo/gateway --wait
+  keyrotor rotate prod/internal-gateway-key --emergency   # a leaked key`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			op, err := newOperator(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := op.Rotate(cmd.Context(), args[0], opts)
+			if err != nil {
+				return exitWith(cmd, err)
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return printJSON(w, res)
+			}
+			switch {
+			case res.Emergency:
+				fmt.Fprintf(w, "%s: emergency rotation done: key %s is AWSCURRENT; the old key %s is revoked\n", res.Secret, res.NewKeyID, dashIfEmpty(res.OldKeyID))
+			case res.Finished:
+				fmt.Fprintf(w, "%s: rotated: key %s is AWSCURRENT (version %s); the old key %s stays valid for its grace period\n", res.Secret, res.NewKeyID, res.VersionID, dashIfEmpty(res.OldKeyID))
+			default:
+				fmt.Fprintf(w, "%s: rotation started (version %s); follow it with `keyrotor status %s`\n", res.Secret, res.VersionID, res.Secret)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.Wait, "wait", false, "follow the rotation until the new key is AWSCURRENT")
+	f.BoolVar(&opts.Emergency, "emergency", false, "grace period 0: revoke the old key as soon as the new key works, and wait until it is revoked")
+	f.DurationVar(&opts.Timeout, "timeout", 15*time.Minute, "how long --wait and --emergency wait")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return operatorCommand(cmd, cobra.ExactArgs(1))
+}

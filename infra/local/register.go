@@ -1,0 +1,195 @@
+package local
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// createQueues creates the revocation queue and its dead-letter queue, with
+// the RedrivePolicy the SAM template gives them.
+func (s *Stack) createQueues(ctx context.Context) error {
+	c := sqs.NewFromConfig(s.aws)
+	dlq, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(DLQName)})
+	if err != nil {
+		return fmt.Errorf("create queue %s: %w", DLQName, err)
+	}
+	s.DLQURL = aws.ToString(dlq.QueueUrl)
+	redrive, _ := json.Marshal(map[string]string{
+		"deadLetterTargetArn": queueARN(DLQName),
+		"maxReceiveCount":     strconv.Itoa(s.opts.MaxReceiveCount),
+	})
+	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName: aws.String(QueueName),
+		Attributes: map[string]string{
+			"VisibilityTimeout": strconv.Itoa(int((s.opts.VisibilityTimeout + time.Second - 1) / time.Second)),
+			"RedrivePolicy":     string(redrive),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("create queue %s: %w", QueueName, err)
+	}
+	s.QueueURL = aws.ToString(q.QueueUrl)
+	return nil
+}
+
+// registerFunctions creates the role, the functions (a placeholder zip: the
+// code runs under the emulators), the permission for Secrets Manager to
+// invoke the rotation functions, and the gateway's admin secret.
+func (s *Stack) registerFunctions(ctx context.Context) error {
+	role, err := iam.NewFromConfig(s.aws).CreateRole(ctx, &iam.CreateRoleInput{
+		RoleName:                 aws.String(RoleName),
+		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`),
+	})
+	if err != nil {
+		return fmt.Errorf("create role %s: %w", RoleName, err)
+	}
+	zipFile, err := placeholderZip()
+	if err != nil {
+		return err
+	}
+	arch := lambdatypes.ArchitectureX8664
+	if runtime.GOARCH == "arm64" {
+		arch = lambdatypes.ArchitectureArm64
+	}
+	lc := lambda.NewFromConfig(s.aws)
+	vars := map[string]string{}
+	for _, kv := range s.functionEnv(s.Endpoint) {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "AWS_") { // reserved on AWS Lambda
+			vars[k] = v
+		}
+	}
+	for _, n := range s.functionNames() {
+		f := s.Functions[n]
+		out, err := lc.CreateFunction(ctx, &lambda.CreateFunctionInput{
+			FunctionName:  aws.String(f.FunctionName),
+			Role:          role.Role.Arn,
+			Runtime:       lambdatypes.RuntimeProvidedal2023,
+			Handler:       aws.String("bootstrap"),
+			Architectures: []lambdatypes.Architecture{arch},
+			Timeout:       aws.Int32(60),
+			Code:          &lambdatypes.FunctionCode{ZipFile: zipFile},
+			Environment:   &lambdatypes.Environment{Variables: vars},
+		})
+		if err != nil {
+			return fmt.Errorf("create function %s: %w", f.FunctionName, err)
+		}
+		f.ARN = aws.ToString(out.FunctionArn)
+		if n == "revoker" || n == "auditor" {
+			continue
+		}
+		if _, err := lc.AddPermission(ctx, &lambda.AddPermissionInput{
+			FunctionName: aws.String(f.FunctionName),
+			StatementId:  aws.String("SecretsManagerInvoke"),
+			Action:       aws.String("lambda:InvokeFunction"),
+			Principal:    aws.String("secretsmanager.amazonaws.com"),
+		}); err != nil {
+			return fmt.Errorf("allow Secrets Manager to invoke %s: %w", f.FunctionName, err)
+		}
+	}
+	admin, _ := json.Marshal(map[string]string{"key": s.adminToken})
+	if _, err := s.SecretsManager().CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name:         aws.String(GatewayAdminSecret),
+		Description:  aws.String("admin token of the local reference gateway"),
+		SecretString: aws.String(string(admin)),
+	}); err != nil {
+		return fmt.Errorf("create secret %s: %w", GatewayAdminSecret, err)
+	}
+	return nil
+}
+
+func placeholderZip() ([]byte, error) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("bootstrap")
+	if err != nil {
+		return nil, fmt.Errorf("placeholder zip: %w", err)
+	}
+	_, _ = w.Write([]byte("#!/bin/sh\necho 'keyrotor local: this function runs under the runtime emulator' >&2\nexit 1\n"))
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("placeholder zip: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Secret names a secret the stack created.
+type Secret struct {
+	Name string
+	ARN  string
+}
+
+// CreateGatewaySecret creates a gateway secret with no key yet, tagged
+// keyrotor:managed=true and keyrotor:grace-period=grace, configures its
+// rotation with the gateway function (every RotationIntervalDay days), which
+// rotates it once: the first rotation creates its key.
+func (s *Stack) CreateGatewaySecret(ctx context.Context, name string, grace time.Duration) (Secret, error) {
+	value, _ := json.Marshal(map[string]string{"provider": "gateway", "admin_secret_id": GatewayAdminSecret})
+	return s.createManagedSecret(ctx, name, "gateway", string(value), grace)
+}
+
+// CreateIAMSecret creates the IAM user userName (if it does not exist) and
+// a secret for its access keys, as CreateGatewaySecret does.
+func (s *Stack) CreateIAMSecret(ctx context.Context, name, userName string, grace time.Duration) (Secret, error) {
+	ic := iam.NewFromConfig(s.aws)
+	if _, err := ic.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(userName)}); err != nil {
+		if _, err := ic.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(userName)}); err != nil {
+			return Secret{}, fmt.Errorf("create IAM user %s: %w", userName, err)
+		}
+	}
+	value, _ := json.Marshal(map[string]string{"provider": "iam", "user_name": userName})
+	return s.createManagedSecret(ctx, name, "iam", string(value), grace)
+}
+
+func (s *Stack) createManagedSecret(ctx context.Context, name, function, value string, grace time.Duration) (Secret, error) {
+	f, ok := s.Functions[function]
+	if !ok {
+		return Secret{}, fmt.Errorf("create secret %s: the stack runs no %s function", name, function)
+	}
+	sm := s.SecretsManager()
+	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name:         aws.String(name),
+		SecretString: aws.String(value),
+		Tags: []smtypes.Tag{
+			{Key: aws.String("keyrotor:managed"), Value: aws.String("true")},
+			{Key: aws.String("keyrotor:grace-period"), Value: aws.String(grace.String())},
+		},
+	})
+	if err != nil {
+		return Secret{}, fmt.Errorf("create secret %s: %w", name, err)
+	}
+	if _, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
+		SecretId:          aws.String(name),
+		RotationLambdaARN: aws.String(f.ARN),
+		RotationRules:     &smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(RotationIntervalDay)},
+	}); err != nil {
+		return Secret{}, fmt.Errorf("configure rotation of %s: %w", name, err)
+	}
+	return Secret{Name: name, ARN: aws.ToString(out.ARN)}, nil
+}
+
+// Rotate calls RotateSecret on secretID, as `aws secretsmanager
+// rotate-secret --secret-id` does: moto runs the four steps in the
+// secret's rotation function and fails if one fails. It returns the new
+// version id.
+func (s *Stack) Rotate(ctx context.Context, secretID string) (string, error) {
+	out, err := s.SecretsManager().RotateSecret(ctx, &secretsmanager.RotateSecretInput{SecretId: aws.String(secretID)})
+	if err != nil {
+		return "", fmt.Errorf("rotate %s: %w", secretID, err)
+	}
+	return aws.ToString(out.VersionId), nil
+}

@@ -1,0 +1,634 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/keyrotor/keyrotor/providers/gateway"
+)
+
+//go:embed moto_launcher.py
+var motoLauncher []byte
+
+// Region and credentials of the stack (moto accepts any credentials; its
+// account is 123456789012).
+const (
+	Region          = "us-east-1"
+	AccessKeyID     = "testing"
+	SecretAccessKey = "testing"
+)
+
+// Names the stack registers in moto.
+const (
+	RoleName            = "keyrotor-local-lambda"
+	QueueName           = "keyrotor-revocations"
+	DLQName             = "keyrotor-revocations-dlq"
+	GatewayAdminSecret  = "keyrotor/gateway-admin"
+	DemoGatewaySecret   = "demo/gateway"
+	DemoIAMSecret       = "demo/iam"
+	DemoIAMUser         = "keyrotor-demo"
+	RotationIntervalDay = 30 // AutomaticallyAfterDays of the secrets the stack configures
+)
+
+// Options configure Start. The zero value starts the full stack with the
+// defaults below.
+type Options struct {
+	// RepoRoot is the keyrotor repository to build the functions from
+	// (default: found above the working directory).
+	RepoRoot string
+	// GracePeriod is the keyrotor:grace-period tag of the demo secrets and
+	// the functions' GRACE_PERIOD (default 5s).
+	GracePeriod time.Duration
+	// MaxRevocationDelay is the revoker's MAX_REVOCATION_DELAY (default
+	// 1ms): how long past the grace period a revocation may wait for the new
+	// key to be used and the old one to fall silent. The revoker looks again
+	// only every 5 minutes, so the local default revokes right after the
+	// grace period; raise it to watch the revoker defer.
+	MaxRevocationDelay time.Duration
+	// VisibilityTimeout of the revocation queue (default 10s): how soon a
+	// message the revoker failed comes back.
+	VisibilityTimeout time.Duration
+	// MaxReceiveCount of the queue's RedrivePolicy (default 3).
+	MaxReceiveCount int
+	// BatchSize of the revoker's event-source poller (default 10).
+	BatchSize int32
+	// AuditInterval is how often the auditor is invoked when it exists
+	// (default 1 minute; its first run is right after start).
+	AuditInterval time.Duration
+	// GatewayPropagationDelay is how long the reference gateway refuses a
+	// new key (default 0).
+	GatewayPropagationDelay time.Duration
+	// Functions limits the functions the stack builds and runs to these
+	// names (default: every folder of functions/, see FunctionNames). A
+	// name the repository does not have is an error.
+	Functions []string
+	// NoDemoSecrets skips demo/gateway and demo/iam.
+	NoDemoSecrets bool
+	// LogLevel is the functions' LOG_LEVEL (default info).
+	LogLevel string
+	// Logs receives every process's output, line by line, prefixed with its
+	// name. Nil keeps it in memory only (Function.Logs, MotoLogs).
+	Logs io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.RepoRoot == "" {
+		root, err := FindRepoRoot("")
+		if err != nil {
+			return err
+		}
+		o.RepoRoot = root
+	}
+	if o.GracePeriod <= 0 {
+		o.GracePeriod = 5 * time.Second
+	}
+	if o.MaxRevocationDelay <= 0 {
+		o.MaxRevocationDelay = time.Millisecond
+	}
+	if o.VisibilityTimeout <= 0 {
+		o.VisibilityTimeout = 10 * time.Second
+	}
+	if o.MaxReceiveCount <= 0 {
+		o.MaxReceiveCount = 3
+	}
+	if o.AuditInterval <= 0 {
+		o.AuditInterval = time.Minute
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
+	}
+	return nil
+}
+
+// Stack is a running local stack. Every server listens on 127.0.0.1.
+type Stack struct {
+	// Endpoint is moto's URL: AWS_ENDPOINT_URL for clients of the stack.
+	Endpoint string
+	// GatewayURL is the reference gateway's base URL.
+	GatewayURL string
+	// Gateway is the reference gateway's state (live keys, ping counts).
+	Gateway *gateway.Server
+	// GatewayFaults makes the gateway's admin API fail (vendor outage).
+	GatewayFaults *gateway.FaultInjector
+	// QueueURL and DLQURL are the revocation queue and its dead-letter queue.
+	QueueURL, DLQURL string
+	// Functions are the running functions, by name (gateway, iam, revoker,
+	// and auditor when it exists).
+	Functions map[string]*Function
+	// Revocations is the revoker's event-source poller.
+	Revocations *Poller
+	// WorkDir holds the binaries; Stop removes it.
+	WorkDir string
+
+	opts       Options
+	adminToken string
+	aws        aws.Config
+	moto       *process
+	counters   map[string]*apiCounter // by function: its own counting proxy to moto
+	rie        string
+	paths      map[string]string // the built bootstraps by function
+	servers    []*http.Server
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	audits     chan struct{}
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start builds the functions for this machine and starts the stack: moto
+// behind the launcher, one emulator per function, the reference gateway, the
+// revoker's poller and the auditor's schedule; it registers the role, the
+// functions, the queues and the secrets in moto and, unless NoDemoSecrets,
+// creates demo/gateway and demo/iam and rotates each once (their first key).
+// On error everything started is stopped. ctx bounds the start only.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Stack{opts: opts, Functions: map[string]*Function{}, audits: make(chan struct{}, 1)}
+	if s.WorkDir, err = os.MkdirTemp("", "keyrotor-local-"); err != nil {
+		return nil, fmt.Errorf("start the local stack: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+	rie, err := FindRIE()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath("python3"); err != nil {
+		return nil, errors.New("python3 (with moto 5.2.1) is required by the local stack")
+	}
+
+	// Build while moto starts.
+	names, err := selectFunctions(opts.RepoRoot, opts.Functions)
+	if err != nil {
+		return nil, err
+	}
+	type buildResult struct {
+		paths map[string]string
+		err   error
+	}
+	built := make(chan buildResult, 1)
+	go func() {
+		p, err := BuildFunctions(ctx, opts.RepoRoot, filepath.Join(s.WorkDir, "functions"), names)
+		built <- buildResult{p, err}
+	}()
+	buildDone := false
+	defer func() {
+		if err != nil && !buildDone {
+			<-built // let the build finish before the work dir goes
+		}
+	}()
+
+	front := &frontHandler{}
+	frontURL, err := s.serve(front)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startMoto(frontURL); err != nil {
+		return nil, err
+	}
+	if s.aws, err = awsConfig(ctx, s.Endpoint); err != nil {
+		return nil, err
+	}
+	if err := s.startGateway(); err != nil {
+		return nil, err
+	}
+	if err := s.createQueues(ctx); err != nil {
+		return nil, err
+	}
+
+	b := <-built
+	buildDone = true
+	if b.err != nil {
+		return nil, b.err
+	}
+	s.rie, s.paths = rie, b.paths
+	s.counters = map[string]*apiCounter{}
+	for _, n := range names {
+		c, err := newAPICounter(s.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		endpoint, err := s.serve(c)
+		if err != nil {
+			return nil, err
+		}
+		s.counters[n] = c
+		f, err := startFunction(n, b.paths[n], rie, s.functionEnv(endpoint), opts.Logs)
+		if err != nil {
+			return nil, err
+		}
+		f.Endpoint = endpoint
+		s.Functions[n] = f
+	}
+	front.set(s.Functions)
+	if err := s.registerFunctions(ctx); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	if rev, ok := s.Functions["revoker"]; ok {
+		s.Revocations = &Poller{
+			SQS: sqs.NewFromConfig(s.aws), QueueURL: s.QueueURL, QueueARN: queueARN(QueueName), Region: Region,
+			Function: rev, BatchSize: opts.BatchSize, WaitTime: 2 * time.Second, Logger: s.logger(),
+		}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.Revocations.Run(runCtx) }()
+	}
+
+	if !opts.NoDemoSecrets {
+		if _, err := s.CreateGatewaySecret(ctx, DemoGatewaySecret, opts.GracePeriod); err != nil {
+			return nil, err
+		}
+		if _, ok := s.Functions["iam"]; ok {
+			if _, err := s.CreateIAMSecret(ctx, DemoIAMSecret, DemoIAMUser, opts.GracePeriod); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// The auditor's schedule starts once the demo secrets are rotated, so
+	// that its first run does not see their first rotation in progress.
+	if aud, ok := s.Functions["auditor"]; ok {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.schedule(runCtx, aud) }()
+	}
+	return s, nil
+}
+
+// selectFunctions returns the functions of the repository named in want, or
+// all of them when want is empty.
+func selectFunctions(repoRoot string, want []string) ([]string, error) {
+	all := FunctionNames(repoRoot)
+	if len(all) == 0 {
+		return nil, fmt.Errorf("start the local stack: no function under %s", filepath.Join(repoRoot, "functions"))
+	}
+	if len(want) == 0 {
+		return all, nil
+	}
+	have := map[string]bool{}
+	for _, n := range all {
+		have[n] = true
+	}
+	var names []string
+	for _, n := range want {
+		if !have[n] {
+			return nil, fmt.Errorf("start the local stack: the repository has no function %q (it has %s)", n, strings.Join(all, ", "))
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}
+
+// serve serves h on 127.0.0.1 and a free port until Stop; it returns the URL.
+func (s *Stack) serve(h http.Handler) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("listen on 127.0.0.1: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	go func() { _ = srv.Serve(l) }()
+	return "http://" + l.Addr().String(), nil
+}
+
+func (s *Stack) startMoto(frontURL string) error {
+	launcher := filepath.Join(s.WorkDir, "moto_launcher.py")
+	if err := os.WriteFile(launcher, motoLauncher, 0o644); err != nil {
+		return fmt.Errorf("write the moto launcher: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("python3", launcher, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	cmd.Env = append(os.Environ(), "KEYROTOR_LAMBDA_ENDPOINT="+frontURL)
+	if s.moto, err = startProcess("moto", cmd, s.opts.Logs); err != nil {
+		return err
+	}
+	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitHTTP(s.Endpoint+"/moto-api/", s.moto, 30*time.Second); err != nil {
+		return fmt.Errorf("start moto: %w\n%s", err, s.moto.logs.String())
+	}
+	return nil
+}
+
+func (s *Stack) startGateway() error {
+	s.adminToken = randomToken()
+	s.Gateway = gateway.NewServer(gateway.ServerOptions{AdminToken: s.adminToken, PropagationDelay: s.opts.GatewayPropagationDelay})
+	s.GatewayFaults = gateway.NewFaultInjector(s.Gateway)
+	var err error
+	s.GatewayURL, err = s.serve(s.GatewayFaults)
+	return err
+}
+
+// functionEnv is the environment of a function whose AWS calls go to
+// endpoint (the emulator adds its own AWS_LAMBDA_* variables).
+func (s *Stack) functionEnv(endpoint string) []string {
+	return []string{
+		"AWS_ENDPOINT_URL=" + endpoint,
+		"AWS_REGION=" + Region,
+		"AWS_DEFAULT_REGION=" + Region,
+		"AWS_ACCESS_KEY_ID=" + AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + SecretAccessKey,
+		"REVOCATION_QUEUE_URL=" + s.QueueURL,
+		"GRACE_PERIOD=" + s.opts.GracePeriod.String(),
+		"GATEWAY_API_BASE_URL=" + s.GatewayURL,
+		"MAX_REVOCATION_DELAY=" + s.opts.MaxRevocationDelay.String(),
+		"METRICS_NAMESPACE=KeyRotation",
+		"LOG_LEVEL=" + s.opts.LogLevel,
+	}
+}
+
+// schedule invokes the auditor now and then every AuditInterval (or when
+// RunAudit asks), as an EventBridge schedule would.
+func (s *Stack) schedule(ctx context.Context, f *Function) {
+	t := time.NewTicker(s.opts.AuditInterval)
+	defer t.Stop()
+	for {
+		ev := fmt.Sprintf(`{"version":"0","id":"%s","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"%s","region":"%s","resources":["arn:aws:events:%s:123456789012:rule/keyrotor-audit"],"detail":{}}`,
+			newUUID(), time.Now().UTC().Format(time.RFC3339), Region, Region)
+		if _, err := f.Invoke(ctx, []byte(ev)); err != nil && ctx.Err() == nil {
+			s.logger().Warn("scheduled audit failed", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.audits:
+		}
+	}
+}
+
+// RunAudit asks the scheduler to invoke the auditor now. It returns false if
+// the stack runs no auditor.
+func (s *Stack) RunAudit() bool {
+	if _, ok := s.Functions["auditor"]; !ok {
+		return false
+	}
+	select {
+	case s.audits <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Config returns an AWS configuration for the stack's moto (one attempt per
+// call: moto answers unimplemented actions with 500).
+func (s *Stack) Config() aws.Config { return s.aws.Copy() }
+
+// SecretsManager returns a Secrets Manager client for moto.
+func (s *Stack) SecretsManager() *secretsmanager.Client { return secretsmanager.NewFromConfig(s.aws) }
+
+// Options returns the options the stack runs with, defaults filled in.
+func (s *Stack) Options() Options { return s.opts }
+
+// Function returns the function name runs as, or nil.
+func (s *Stack) Function(name string) *Function { return s.Functions[name] }
+
+// APICalls returns the AWS API calls the functions made so far.
+func (s *Stack) APICalls() APICalls {
+	out := APICalls{}
+	for _, c := range s.counters {
+		for k, v := range c.snapshot() {
+			out[k] += v
+		}
+	}
+	return out
+}
+
+// FunctionAPICalls returns the AWS API calls function name made so far.
+func (s *Stack) FunctionAPICalls(name string) APICalls {
+	c, ok := s.counters[name]
+	if !ok {
+		return APICalls{}
+	}
+	return c.snapshot()
+}
+
+// Metrics returns the metric values every function printed as EMF so far.
+func (s *Stack) Metrics() []MetricRecord {
+	var out []MetricRecord
+	for _, n := range s.functionNames() {
+		out = append(out, ParseEMF(n, s.Functions[n].Logs())...)
+	}
+	return out
+}
+
+// MotoLogs returns what moto printed.
+func (s *Stack) MotoLogs() string { return s.moto.logs.String() }
+
+// FunctionNames returns the names of the running functions, sorted.
+func (s *Stack) FunctionNames() []string { return s.functionNames() }
+
+func (s *Stack) functionNames() []string {
+	names := make([]string, 0, len(s.Functions))
+	for n := range s.Functions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// EnvVar is one variable of the stack's environment for clients.
+type EnvVar struct{ Name, Value string }
+
+// Env returns what points an AWS CLI or SDK (and keyrotor's CLI) at the
+// stack: AWS_ENDPOINT_URL and credentials, the gateway URL and the queues.
+func (s *Stack) Env() []EnvVar {
+	env := []EnvVar{
+		{"AWS_ENDPOINT_URL", s.Endpoint},
+		{"AWS_REGION", Region},
+		{"AWS_DEFAULT_REGION", Region},
+		{"AWS_ACCESS_KEY_ID", AccessKeyID},
+		{"AWS_SECRET_ACCESS_KEY", SecretAccessKey},
+		{"KEYROTOR_GATEWAY_URL", s.GatewayURL},
+		{"KEYROTOR_REVOCATION_QUEUE_URL", s.QueueURL},
+		{"KEYROTOR_REVOCATION_DLQ_URL", s.DLQURL},
+	}
+	for _, n := range s.functionNames() {
+		env = append(env, EnvVar{"KEYROTOR_" + strings.ToUpper(n) + "_FUNCTION_ARN", s.Functions[n].ARN})
+	}
+	return env
+}
+
+// Exports returns Env as shell lines: export NAME='value'.
+func (s *Stack) Exports() string {
+	var b strings.Builder
+	for _, v := range s.Env() {
+		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
+	}
+	return b.String()
+}
+
+func shellQuote(v string) string {
+	if v != "" && strings.IndexFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
+	}) < 0 {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}
+
+// Stop stops the poller, the scheduler, every server and every process the
+// stack started, checks that none is left, and removes the work dir. It is
+// safe to call more than once.
+func (s *Stack) Stop() error {
+	s.stopOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		var errs []error
+		// Functions first, so that a rotation in flight ends; moto last.
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, f := range s.Functions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := f.proc.stop(3 * time.Second); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		s.wg.Wait()
+		for _, srv := range s.servers {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if srv.Shutdown(ctx) != nil {
+				_ = srv.Close()
+			}
+			cancel()
+		}
+		if s.moto != nil {
+			if err := s.moto.stop(3 * time.Second); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if s.WorkDir != "" {
+			if err := os.RemoveAll(s.WorkDir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}
+
+// PIDs returns the process group ids of every process the stack started
+// (moto and the emulators), for checks that none is left after Stop.
+func (s *Stack) PIDs() []int {
+	var out []int
+	if s.moto != nil {
+		out = append(out, s.moto.pgid)
+	}
+	for _, n := range s.functionNames() {
+		out = append(out, s.Functions[n].proc.pgid)
+	}
+	return out
+}
+
+func (s *Stack) logger() *slog.Logger {
+	if s.opts.Logs == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(prefixWriter{s.opts.Logs, "[stack] "}, nil))
+}
+
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// frontHandler is the lambda front, whose functions are set once they run.
+type frontHandler struct {
+	mu sync.RWMutex
+	h  http.Handler
+}
+
+func (f *frontHandler) set(fns map[string]*Function) {
+	byName := map[string]*Function{}
+	for _, fn := range fns {
+		byName[fn.FunctionName] = fn
+	}
+	f.mu.Lock()
+	f.h = lambdaFront(byName)
+	f.mu.Unlock()
+}
+
+func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.RLock()
+	h := f.h
+	f.mu.RUnlock()
+	if h == nil {
+		h = lambdaFront(nil)
+	}
+	h.ServeHTTP(w, r)
+}
+
+func awsConfig(ctx context.Context, endpoint string) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx,
+		config.WithRegion(Region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, "")),
+		config.WithBaseEndpoint(endpoint),
+		config.WithRetryMaxAttempts(1),
+		config.WithSharedConfigFiles([]string{}),
+		config.WithSharedCredentialsFiles([]string{}),
+	)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("AWS configuration for moto: %w", err)
+	}
+	return cfg, nil
+}
+
+func randomToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "adm_" + hex.EncodeToString(b[:])
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func queueARN(name string) string { return "arn:aws:sqs:" + Region + ":123456789012:" + name }

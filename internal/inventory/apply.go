@@ -1,0 +1,352 @@
+package inventory
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/rotation"
+)
+
+// Tags apply writes besides rotation.TagManaged and rotation.TagGracePeriod.
+const (
+	TagProvider          = "keyrotor:provider"
+	TagRotationFrequency = "keyrotor:rotation-frequency"
+	TagAPIKey            = "keyrotor:api-key"
+	TagEnvironment       = "keyrotor:environment"
+	TagCriticality       = "keyrotor:criticality"
+	TagUsedBy            = "keyrotor:used-by"
+	TagAlertOnFailure    = "keyrotor:alert-on-failure"
+	TagRollbackOnFailure = "keyrotor:rollback-on-failure"
+	// TagRotationRules holds a digest of the rotation apply set (function,
+	// schedule, window). Secrets Manager returns the rules in
+	// DescribeSecret; emulators that do not are compared through it.
+	TagRotationRules = "keyrotor:rotation-rules"
+	// TagManual marks a key whose vendor has no key API: it is imported
+	// by hand and its schedule is a key-age reminder.
+	TagManual = "keyrotor:manual"
+)
+
+// DefaultWindow is the longest rotation window apply sets by default.
+const DefaultWindow = 3 * time.Hour
+
+// Entry is what one secret should look like: its tags and its rotation.
+type Entry struct {
+	Line     int // of the schedule, else of the api key
+	SecretID string
+	Provider Provider
+	// Expression is the ScheduleExpression (cron() or rate()); empty for a
+	// provider without a key API.
+	Expression string
+	Window     string // Duration, e.g. "3h"
+	// Interval is the longest a key should live (the rotation frequency,
+	// else the schedule's longest gap): the key-age reminder.
+	Interval time.Duration
+	Tags     map[string]string
+}
+
+// Entries returns one entry per secret: each schedule (with its api key's
+// fields), then each api key without a schedule, rotated at
+// rate(rotation_frequency).
+func (inv *Inventory) Entries() []Entry {
+	var out []Entry
+	for _, s := range inv.Schedules {
+		e := Entry{Line: s.Line, SecretID: s.Secret, Provider: s.Provider, Interval: s.Cron.MaxGap, Tags: map[string]string{}}
+		if k, ok := inv.keyOf(s); ok {
+			keyTags(e.Tags, k)
+			e.Interval = k.RotationFrequency
+		}
+		e.Tags[rotation.TagGracePeriod] = s.GracePeriod.String()
+		e.Tags[TagAlertOnFailure] = strconv.FormatBool(s.AlertOnFailure)
+		e.Tags[TagRollbackOnFailure] = strconv.FormatBool(s.RollbackOnFailure)
+		window := s.Window
+		if window == 0 {
+			window = min(DefaultWindow, s.Cron.MinGap, time.Duration(24-s.Cron.LastHour)*time.Hour)
+		}
+		e.Window = formatInterval(window)
+		if s.Provider.KeyAPI {
+			e.Expression = s.Cron.Expression()
+		}
+		out = append(out, e.finish())
+	}
+	for _, k := range inv.APIKeys {
+		if _, scheduled := inv.scheduleOf(k); scheduled {
+			continue
+		}
+		e := Entry{Line: k.Line, SecretID: k.VaultPath, Provider: k.Provider, Interval: k.RotationFrequency, Tags: map[string]string{}}
+		keyTags(e.Tags, k)
+		if k.Provider.KeyAPI {
+			// Validated: a whole number of hours or days, at least 4 hours.
+			e.Expression, _ = rateExpression(k.RotationFrequency)
+			e.Window = formatInterval(min(DefaultWindow, k.RotationFrequency))
+		}
+		out = append(out, e.finish())
+	}
+	return out
+}
+
+func keyTags(tags map[string]string, k APIKey) {
+	tags[TagAPIKey] = k.Name
+	tags[TagEnvironment] = k.Environment
+	if k.Criticality != "" {
+		tags[TagCriticality] = k.Criticality
+	}
+	if len(k.UsedBy) > 0 {
+		tags[TagUsedBy] = strings.Join(k.UsedBy, " ")
+	}
+}
+
+func (e Entry) finish() Entry {
+	e.Tags[rotation.TagManaged] = "true"
+	e.Tags[TagProvider] = e.Provider.Name
+	if e.Interval > 0 {
+		e.Tags[TagRotationFrequency] = formatInterval(e.Interval)
+	}
+	if !e.Provider.KeyAPI {
+		e.Tags[TagManual] = "true"
+		e.Window = ""
+	}
+	return e
+}
+
+// SecretsManager is what Check, Plan and Apply call.
+type SecretsManager interface {
+	DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
+	RotateSecret(ctx context.Context, in *secretsmanager.RotateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RotateSecretOutput, error)
+}
+
+// Check runs the checks that need AWS: every secret exists, is not
+// scheduled for deletion, and holds a value naming the entry's provider.
+// Problems come back as an *Error with each entry's line; a failing call
+// (permission denied, endpoint down) as a plain error.
+func Check(ctx context.Context, sm SecretsManager, file string, entries []Entry) error {
+	var issues []Issue
+	for _, e := range entries {
+		desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(e.SecretID)})
+		var nf *smtypes.ResourceNotFoundException
+		switch {
+		case errors.As(err, &nf):
+			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q does not exist in Secrets Manager", e.SecretID)})
+			continue
+		case err != nil:
+			return fmt.Errorf("check secret %s: secretsmanager.DescribeSecret: %w", e.SecretID, err)
+		case desc.DeletedDate != nil:
+			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q is scheduled for deletion", e.SecretID)})
+			continue
+		}
+		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(e.SecretID), VersionStage: aws.String(rotation.Current)})
+		switch {
+		case errors.As(err, &nf):
+			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q has no AWSCURRENT value; store at least {\"provider\":%q} and its provider fields", e.SecretID, e.Provider.Name)})
+			continue
+		case err != nil:
+			return fmt.Errorf("check secret %s: secretsmanager.GetSecretValue: %w", e.SecretID, err)
+		}
+		cred, err := providers.ParseSecret(aws.ToString(out.SecretString))
+		switch {
+		case err != nil:
+			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q: %v", e.SecretID, err)})
+		case cred.Provider != e.Provider.Name:
+			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q holds a %q key, but the inventory says %q", e.SecretID, cred.Provider, e.Provider.Name)})
+		}
+	}
+	if len(issues) > 0 {
+		return &Error{File: file, Issues: issues}
+	}
+	return nil
+}
+
+// FunctionARNs returns the ARN of the rotation function of a provider.
+type FunctionARNs func(provider string) (string, error)
+
+// Rotation is the rotation configuration apply sets.
+type Rotation struct {
+	FunctionARN string
+	Expression  string
+	Window      string
+}
+
+func (r Rotation) digest() string {
+	sum := sha256.Sum256([]byte(r.FunctionARN + "\n" + r.Expression + "\n" + r.Window))
+	return hex.EncodeToString(sum[:6])
+}
+
+// Change is what apply would do to one secret.
+type Change struct {
+	Entry Entry
+	// SetTags are the tags to add or change (none are removed).
+	SetTags map[string]string
+	// Rotation is the rotation to set, nil when it is already set.
+	Rotation *Rotation
+	// Notes explain the entry to the operator.
+	Notes []string
+}
+
+// Empty reports whether the change does nothing.
+func (c Change) Empty() bool { return len(c.SetTags) == 0 && c.Rotation == nil }
+
+// Plan compares the entries with the secrets. It expects Check to have
+// passed.
+func Plan(ctx context.Context, sm SecretsManager, entries []Entry, arns FunctionARNs) ([]Change, error) {
+	var out []Change
+	for _, e := range entries {
+		desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(e.SecretID)})
+		if err != nil {
+			return nil, fmt.Errorf("plan secret %s: secretsmanager.DescribeSecret: %w", e.SecretID, err)
+		}
+		have := map[string]string{}
+		for _, t := range desc.Tags {
+			have[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		c := Change{Entry: e, SetTags: map[string]string{}}
+		want := maps.Clone(e.Tags)
+		if e.Expression == "" {
+			c.Notes = append(c.Notes, fmt.Sprintf("%s has no key API: no rotation function; the schedule is a key-age reminder (rotate with `keyrotor import`)", e.Provider.Name))
+		} else {
+			arn, err := arns(e.Provider.Name)
+			if err != nil {
+				return nil, fmt.Errorf("plan secret %s: %w", e.SecretID, err)
+			}
+			r := Rotation{FunctionARN: arn, Expression: e.Expression, Window: e.Window}
+			want[TagRotationRules] = r.digest()
+			if !rotationSet(desc, have, r) {
+				c.Rotation = &r
+			}
+		}
+		for k, v := range want {
+			if old, ok := have[k]; !ok || old != v {
+				c.SetTags[k] = v
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func rotationSet(desc *secretsmanager.DescribeSecretOutput, tags map[string]string, r Rotation) bool {
+	if aws.ToString(desc.RotationLambdaARN) != r.FunctionARN {
+		return false
+	}
+	if desc.RotationRules != nil && aws.ToString(desc.RotationRules.ScheduleExpression) != "" {
+		return aws.ToBool(desc.RotationEnabled) &&
+			aws.ToString(desc.RotationRules.ScheduleExpression) == r.Expression && aws.ToString(desc.RotationRules.Duration) == r.Window
+	}
+	// moto neither returns a ScheduleExpression nor enables rotation for
+	// one: trust the digest apply wrote after it set the rotation.
+	return tags[TagRotationRules] == r.digest()
+}
+
+// Apply makes the changes: tags first (so that the grace period is in place
+// before any rotation), then the rotation, set with RotateImmediately=false
+// so that nothing rotates now. It goes on past a failing secret and returns
+// every failure joined. progress is called after each change.
+func Apply(ctx context.Context, sm SecretsManager, changes []Change, progress func(done, total int, c Change, err error)) error {
+	var errs []error
+	for i, c := range changes {
+		err := applyOne(ctx, sm, c)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if progress != nil {
+			progress(i+1, len(changes), c, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func applyOne(ctx context.Context, sm SecretsManager, c Change) error {
+	id := c.Entry.SecretID
+	// The rules digest is written last: it must never claim a rotation that
+	// RotateSecret refused.
+	tags := maps.Clone(c.SetTags)
+	digest, hasDigest := tags[TagRotationRules]
+	delete(tags, TagRotationRules)
+	if err := tag(ctx, sm, id, tags); err != nil {
+		return err
+	}
+	if r := c.Rotation; r != nil {
+		if pending, err := pendingVersions(ctx, sm, id); err != nil {
+			return err
+		} else if len(pending) > 0 {
+			return fmt.Errorf("apply to secret %s: a rotation is in progress (AWSPENDING on version %s); apply again once it is done", id, pending[0])
+		}
+		if _, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
+			SecretId:          aws.String(id),
+			RotationLambdaARN: aws.String(r.FunctionARN),
+			RotationRules:     &smtypes.RotationRulesType{ScheduleExpression: aws.String(r.Expression), Duration: aws.String(r.Window)},
+			RotateImmediately: aws.Bool(false),
+		}); err != nil {
+			return fmt.Errorf("apply to secret %s: secretsmanager.RotateSecret (set the schedule): %w", id, err)
+		}
+		// With RotateImmediately=false, Secrets Manager runs testSecret on
+		// an AWSPENDING version and removes that label afterwards; moto
+		// leaves it, which would block every later rotation. Remove what is
+		// left (there was none before).
+		pending, err := pendingVersions(ctx, sm, id)
+		if err != nil {
+			return err
+		}
+		for _, v := range pending {
+			if _, err := sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+				SecretId: aws.String(id), VersionStage: aws.String(rotation.Pending), RemoveFromVersionId: aws.String(v),
+			}); err != nil {
+				return fmt.Errorf("apply to secret %s: secretsmanager.UpdateSecretVersionStage (remove the test's AWSPENDING): %w", id, err)
+			}
+		}
+	}
+	if hasDigest {
+		return tag(ctx, sm, id, map[string]string{TagRotationRules: digest})
+	}
+	return nil
+}
+
+func tag(ctx context.Context, sm SecretsManager, id string, set map[string]string) error {
+	if len(set) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	tags := make([]smtypes.Tag, 0, len(keys))
+	for _, k := range keys {
+		tags = append(tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(set[k])})
+	}
+	if _, err := sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(id), Tags: tags}); err != nil {
+		return fmt.Errorf("apply to secret %s: secretsmanager.TagResource: %w", id, err)
+	}
+	return nil
+}
+
+// pendingVersions returns the versions labelled AWSPENDING but not
+// AWSCURRENT: a rotation in progress.
+func pendingVersions(ctx context.Context, sm SecretsManager, id string) ([]string, error) {
+	desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
+	if err != nil {
+		return nil, fmt.Errorf("apply to secret %s: secretsmanager.DescribeSecret: %w", id, err)
+	}
+	var out []string
+	for v, stages := range desc.VersionIdsToStages {
+		if containsString(stages, rotation.Pending) && !containsString(stages, rotation.Current) {
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

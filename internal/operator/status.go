@@ -1,0 +1,302 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor/internal/inventory"
+	"github.com/keyrotor/keyrotor/rotation"
+)
+
+// Rotation states of a secret.
+const (
+	RotationIdle       = "idle"
+	RotationInProgress = "in-progress"
+	RotationStuck      = "stuck"
+	RotationDisabled   = "disabled"
+)
+
+// States of the previous key.
+const (
+	PreviousNone    = "none"
+	PreviousLive    = "live"
+	PreviousRevoked = "revoked"
+	PreviousUnknown = "unknown"
+	PreviousExpires = "expires" // a hand-rolled key (Stripe) with a recorded expiry
+)
+
+// Status is what `keyrotor status` shows about one secret. It never holds a
+// key.
+type Status struct {
+	Secret          string     `json:"secret"`
+	Provider        string     `json:"provider,omitempty"`
+	KeyID           string     `json:"key_id,omitempty"`
+	KeyCreatedAt    *time.Time `json:"key_created_at,omitempty"`
+	KeyAgeSeconds   int64      `json:"key_age_seconds"`
+	RotationEnabled bool       `json:"rotation_enabled"`
+	Schedule        string     `json:"schedule,omitempty"`
+	// IntervalSeconds is the longest a key should live: the rotation
+	// interval, else the inventory's rotation frequency (0: unknown).
+	IntervalSeconds int64      `json:"interval_seconds"`
+	LastRotated     *time.Time `json:"last_rotated,omitempty"`
+	NextRotation    *time.Time `json:"next_rotation,omitempty"`
+	// Rotation is idle, in-progress, stuck or disabled.
+	Rotation       string     `json:"rotation"`
+	PendingVersion string     `json:"pending_version,omitempty"`
+	PendingSince   *time.Time `json:"pending_since,omitempty"`
+	// Previous is none, live (in its grace period, or not yet revoked),
+	// revoked, expires (a hand-rolled key) or unknown (the vendor could
+	// not be asked).
+	Previous      string     `json:"previous"`
+	PreviousKeyID string     `json:"previous_key_id,omitempty"`
+	GraceUntil    *time.Time `json:"grace_until,omitempty"`
+	GraceSeconds  int64      `json:"grace_seconds"`
+	// Problems are what needs a person; empty when all is well.
+	Problems []string `json:"problems"`
+}
+
+// StatusOptions tune Status.
+type StatusOptions struct {
+	// NoVendor skips asking the vendor whether the previous key is live.
+	NoVendor bool
+}
+
+// Status returns the status of the named secrets, or of every managed
+// secret (tag keyrotor:managed=true) when ids is empty. A secret that does
+// not exist is an error; a problem with one secret is in its Problems.
+func (o *Operator) Status(ctx context.Context, ids []string, opts StatusOptions) ([]Status, error) {
+	if len(ids) == 0 {
+		var err error
+		if ids, err = o.managed(ctx); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Status, 0, len(ids))
+	for _, id := range ids {
+		st, err := o.status(ctx, id, opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// managed lists the names of the secrets tagged keyrotor:managed=true.
+func (o *Operator) managed(ctx context.Context) ([]string, error) {
+	var names []string
+	in := &secretsmanager.ListSecretsInput{}
+	for {
+		out, err := o.SM.ListSecrets(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("status: secretsmanager.ListSecrets: %w", err)
+		}
+		for _, e := range out.SecretList {
+			for _, t := range e.Tags {
+				if aws.ToString(t.Key) == rotation.TagManaged && aws.ToString(t.Value) == "true" {
+					names = append(names, aws.ToString(e.Name))
+				}
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (o *Operator) status(ctx context.Context, id string, opts StatusOptions) (Status, error) {
+	const op = "status"
+	s, err := o.describe(ctx, op, id)
+	if err != nil {
+		return Status{}, err
+	}
+	now := o.now()
+	st := Status{Secret: s.name(), Rotation: RotationIdle, Previous: PreviousNone, Problems: []string{}}
+	st.RotationEnabled = aws.ToBool(s.desc.RotationEnabled)
+	st.LastRotated = s.desc.LastRotatedDate
+	st.NextRotation = s.desc.NextRotationDate
+	interval := o.interval(s, &st)
+	st.IntervalSeconds = int64(interval / time.Second)
+	grace := gracePeriod(s.tags)
+	st.GraceSeconds = int64(grace / time.Second)
+	if err := o.versionDates(ctx, op, s); err != nil {
+		return Status{}, err
+	}
+
+	cur, found, err := o.read(ctx, op, s.id, rotation.Current, "")
+	if err != nil {
+		st.Problems = append(st.Problems, "cannot read AWSCURRENT: "+err.Error())
+		return st, nil
+	}
+	if !found {
+		st.Problems = append(st.Problems, "no AWSCURRENT value")
+		return st, nil
+	}
+	st.Provider, st.KeyID = cur.Provider, cur.KeyID
+	created := cur.CreatedAt
+	if created.IsZero() {
+		created = s.created[s.current]
+	}
+	if !created.IsZero() {
+		c := created.UTC()
+		st.KeyCreatedAt = &c
+		st.KeyAgeSeconds = int64(now.Sub(created) / time.Second)
+	}
+	if cur.Key == "" && cur.KeyID == "" {
+		st.Problems = append(st.Problems, "no key yet: the first rotation creates it")
+	}
+	manual := s.tags[inventory.TagManual] == "true" || !hasKeyAPI(cur.Provider)
+
+	switch {
+	case s.pending != "":
+		since := s.created[s.pending]
+		if !since.IsZero() {
+			t := since.UTC()
+			st.PendingSince = &t
+		}
+		st.PendingVersion = s.pending
+		st.Rotation = RotationInProgress
+		if !since.IsZero() && now.Sub(since) > o.stuckAfter() {
+			st.Rotation = RotationStuck
+			st.Problems = append(st.Problems, fmt.Sprintf("rotation stuck: AWSPENDING on version %s since %s (run `keyrotor unstick %s`)", s.pending, since.UTC().Format(time.RFC3339), st.Secret))
+		}
+	case !st.RotationEnabled && !manual && !(aws.ToString(s.desc.RotationLambdaARN) != "" && s.tags[inventory.TagRotationRules] != ""):
+		// (moto does not enable rotation for a ScheduleExpression; the
+		// rules tag says inventory apply set one.)
+		st.Rotation = RotationDisabled
+		st.Problems = append(st.Problems, "rotation is not enabled (set it with `keyrotor inventory apply`)")
+	}
+	if interval > 0 && !created.IsZero() && now.Sub(created) > interval*3/2 {
+		what := "key older than 1.5 × its rotation interval"
+		if manual {
+			what += ": roll it at the vendor and run `keyrotor import`"
+		}
+		st.Problems = append(st.Problems, fmt.Sprintf("%s (%s > %s)", what, formatAge(now.Sub(created)), formatAge(interval)))
+	}
+
+	// The previous key.
+	if exp := cur.Attr(FieldPreviousKeyExpiresAt); exp != "" {
+		st.Previous = PreviousExpires
+		st.PreviousKeyID = cur.Attr(FieldPreviousKeyID)
+		if t, err := time.Parse(time.RFC3339, exp); err == nil {
+			t = t.UTC()
+			st.GraceUntil = &t
+		}
+		return st, nil
+	}
+	if s.previous == "" {
+		return st, nil
+	}
+	prev, found, err := o.read(ctx, op, s.id, rotation.Previous, "")
+	if err != nil || !found || prev.KeyID == "" || prev.KeyID == cur.KeyID {
+		return st, nil
+	}
+	st.PreviousKeyID = prev.KeyID
+	switched := s.created[s.current]
+	if st.LastRotated != nil && st.LastRotated.After(switched) {
+		switched = *st.LastRotated
+	}
+	if !switched.IsZero() {
+		t := switched.Add(grace).UTC()
+		st.GraceUntil = &t
+	}
+	st.Previous = PreviousUnknown
+	if opts.NoVendor {
+		return st, nil
+	}
+	p, err := o.provider(cur.Provider)
+	if err != nil {
+		st.Problems = append(st.Problems, "cannot ask the vendor about the previous key: "+err.Error())
+		return st, nil
+	}
+	state, err := keyState(ctx, p, cur, prev.KeyID, prev)
+	if err != nil {
+		st.Problems = append(st.Problems, fmt.Sprintf("cannot ask %s about the previous key %s: %v", cur.Provider, prev.KeyID, err))
+		return st, nil
+	}
+	st.Previous = string(state)
+	if state == KeyLive && st.GraceUntil != nil && now.After(st.GraceUntil.Add(24*time.Hour)) {
+		st.Problems = append(st.Problems, fmt.Sprintf("previous key %s still live more than 24h after its grace period ended (revocation failing? check the dead-letter queue)", prev.KeyID))
+	}
+	return st, nil
+}
+
+var rateExpr = regexp.MustCompile(`^rate\((\d+) (hour|hours|day|days)\)$`)
+
+// interval is the rotation interval of a secret, and fills the schedule.
+func (o *Operator) interval(s *secret, st *Status) time.Duration {
+	var d time.Duration
+	if r := s.desc.RotationRules; r != nil {
+		expr := aws.ToString(r.ScheduleExpression)
+		switch {
+		case expr != "":
+			st.Schedule = expr
+			if m := rateExpr.FindStringSubmatch(expr); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				unit := 24 * time.Hour
+				if m[2][0] == 'h' {
+					unit = time.Hour
+				}
+				d = time.Duration(n) * unit
+			}
+		case aws.ToInt64(r.AutomaticallyAfterDays) > 0:
+			n := aws.ToInt64(r.AutomaticallyAfterDays)
+			st.Schedule = fmt.Sprintf("every %d days", n)
+			d = time.Duration(n) * 24 * time.Hour
+		}
+	}
+	if d == 0 {
+		// The inventory's rotation frequency (a cron schedule, or a
+		// hand-rolled key's reminder).
+		if v := s.tags[inventory.TagRotationFrequency]; v != "" {
+			if st.Schedule == "" {
+				st.Schedule = "reminder every " + v
+			}
+			d = parseAge(v)
+		}
+	}
+	return d
+}
+
+// parseAge reads "30d", "12h" or a Go duration; 0 when it cannot.
+func parseAge(s string) time.Duration {
+	if n := len(s); n > 1 && s[n-1] == 'd' {
+		if v, err := strconv.Atoi(s[:n-1]); err == nil {
+			return time.Duration(v) * 24 * time.Hour
+		}
+	}
+	d, _ := time.ParseDuration(s)
+	return d
+}
+
+// formatAge writes a duration as days and hours, or minutes and seconds.
+func formatAge(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%02dm", d/time.Hour, (d%time.Hour)/time.Minute)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%02ds", d/time.Minute, (d%time.Minute)/time.Second)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
+}
+
+// FormatAge is formatAge for the CLI.
+func FormatAge(d time.Duration) string { return formatAge(d) }
+
+// hasKeyAPI reports whether keyrotor can mint keys for the provider.
+func hasKeyAPI(provider string) bool {
+	p, ok := inventory.LookupProvider(provider)
+	return !ok || p.KeyAPI
+}
