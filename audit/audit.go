@@ -4,25 +4,32 @@
 // stuck rotations, disabled rotations and overdue rotations.
 //
 // It reads Secrets Manager with ListSecrets only: its pages already carry the
-// rotation rules, the dates and the staging labels, so the audit of N secrets
+// rotation rules, the dates, the tags and the staging labels, so the audit of N secrets
 // costs ceil(N/100) Secrets Manager calls and ceil(metrics/1000) CloudWatch
 // calls, where metrics is one KeyAgeDays per secret, one KeyAgeRatio per
-// secret whose rotation is on and scheduled, and five fleet metrics.
+// secret whose rotation is on and scheduled or that is a manual key with a
+// reminder interval, and five fleet metrics.
 //
 // # Metrics (namespace KeyRotation unless configured)
 //
 // Per secret, dimension SecretName:
-//   - KeyAgeDays: days since the secret's last rotation (LastRotatedDate), or
-//     since its creation when it never rotated.
+//   - KeyAgeDays: days since the current key was made: the later of the
+//     secret's last rotation (LastRotatedDate, else its creation) and the
+//     time `keyrotor import` stored a hand-rolled key (tag TagKeyCreatedAt;
+//     PutSecretValue does not set LastRotatedDate).
 //   - KeyAgeRatio: KeyAgeDays over the rotation interval, for secrets whose
-//     rotation is on. Above 1 the rotation is late; the template alarms at 1.5.
+//     rotation is on, and for manual keys (tag keyrotor:manual=true: vendors
+//     without a key API, such as Stripe) over their reminder interval (tag
+//     keyrotor:rotation-frequency, written by `keyrotor inventory apply`).
+//     Above 1 the key is late; the template alarms at 1.5.
 //
 // Fleet, no dimension:
 //   - ManagedSecrets: secrets audited.
 //   - MaxKeyAgeRatio: the largest KeyAgeRatio (absent when no secret has one).
 //   - StuckRotations: secrets whose AWSPENDING label is on a version that is
 //     not AWSCURRENT (a rotation that started and did not finish).
-//   - RotationDisabled: managed secrets whose rotation is off.
+//   - RotationDisabled: managed secrets whose rotation is off, manual keys
+//     excepted (their schedule is a key-age reminder).
 //   - RotationOverdue: secrets whose rotation is on and whose next rotation
 //     date, plus its window, has passed.
 package audit
@@ -42,6 +49,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/metrics"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -66,6 +74,18 @@ const (
 	MetricRotationDisabled = "RotationDisabled"
 	MetricRotationOverdue  = "RotationOverdue"
 )
+
+// TagKeyCreatedAt is the tag `keyrotor import` sets to the time (RFC 3339)
+// it stored a hand-rolled key as AWSCURRENT. The auditor reads it because
+// PutSecretValue does not set LastRotatedDate. The auditor owns the name;
+// the operator imports it from here. (The manual and reminder tags it also
+// reads are inventory.TagManual and inventory.TagRotationFrequency.)
+const TagKeyCreatedAt = "keyrotor:key-created-at"
+
+// maxClockSkew is how far in the future a TagKeyCreatedAt may be (the
+// importing machine's clock ahead of the auditor's) and still count, as
+// now; a later one is ignored, so that it cannot hide a key's age.
+const maxClockSkew = time.Hour
 
 // DimensionSecretName is the dimension of the per-secret metrics.
 const DimensionSecretName = "SecretName"
@@ -116,16 +136,22 @@ func New(sm SecretsManager, cw CloudWatch, opts Options) *Auditor {
 type Status struct {
 	Name string
 	// Since is when the current key was made: LastRotatedDate, else
-	// CreatedDate. Zero when Secrets Manager gave neither.
+	// CreatedDate, or the TagKeyCreatedAt tag when it is later. Zero when
+	// there is none of them.
 	Since time.Time
 	// KeyAge is the time since Since.
 	KeyAge time.Duration
 	// RotationEnabled is Secrets Manager's RotationEnabled.
 	RotationEnabled bool
-	// Interval is the rotation interval of the rules, 0 when rotation is
-	// off or the rules set none.
+	// Manual: the secret is tagged keyrotor:manual=true, a key rolled by
+	// hand and imported; its rotation being off is not a finding.
+	Manual bool
+	// Interval is the rotation interval of the rules, else for a manual key
+	// the reminder interval of its keyrotor:rotation-frequency tag; 0 when
+	// rotation is off (and the key is not manual) or nothing sets one.
 	Interval time.Duration
-	// ScheduleError is set when the ScheduleExpression cannot be read.
+	// ScheduleError is set when the ScheduleExpression, or a manual key's
+	// reminder interval, cannot be read.
 	ScheduleError error
 	// PendingVersion is the version holding AWSPENDING without AWSCURRENT:
 	// the rotation is stuck when it is not empty.
@@ -160,20 +186,61 @@ func Managed(e smtypes.SecretListEntry) bool {
 	return false
 }
 
-// Inspect returns the status of the secret e at now.
-func Inspect(e smtypes.SecretListEntry, now time.Time) Status {
-	s := Status{Name: aws.ToString(e.Name), RotationEnabled: aws.ToBool(e.RotationEnabled)}
+// tag returns the value of the tag key, "" when e has none.
+func tag(e smtypes.SecretListEntry, key string) string {
+	for _, t := range e.Tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
+}
+
+// KeySince returns when the current key of e was made, as of now:
+// LastRotatedDate, else CreatedDate, or the TagKeyCreatedAt tag when it is
+// later (a key stored by `keyrotor import`). A tag that cannot be read, or
+// is more than maxClockSkew in the future, is ignored; one less far in the
+// future counts as now. Zero when there is no date at all.
+func KeySince(e smtypes.SecretListEntry, now time.Time) time.Time {
+	var since time.Time
 	switch {
 	case e.LastRotatedDate != nil && !e.LastRotatedDate.IsZero():
-		s.Since = *e.LastRotatedDate
+		since = *e.LastRotatedDate
 	case e.CreatedDate != nil:
-		s.Since = *e.CreatedDate
+		since = *e.CreatedDate
 	}
+	if v := tag(e, TagKeyCreatedAt); v != "" {
+		if t, err := time.Parse(time.RFC3339, v); err == nil && !t.After(now.Add(maxClockSkew)) {
+			if t.After(now) {
+				t = now
+			}
+			if t.After(since) {
+				since = t
+			}
+		}
+	}
+	return since
+}
+
+// Inspect returns the status of the secret e at now.
+func Inspect(e smtypes.SecretListEntry, now time.Time) Status {
+	s := Status{Name: aws.ToString(e.Name), RotationEnabled: aws.ToBool(e.RotationEnabled), Manual: tag(e, inventory.TagManual) == "true"}
+	s.Since = KeySince(e, now)
 	if !s.Since.IsZero() {
 		s.KeyAge = now.Sub(s.Since)
 	}
 	if s.RotationEnabled {
 		s.Interval, s.ScheduleError = Interval(e.RotationRules)
+	}
+	if s.Manual && s.Interval == 0 && s.ScheduleError == nil {
+		if v := tag(e, inventory.TagRotationFrequency); v != "" {
+			d, err := inventory.ParseInterval(v)
+			if err != nil {
+				s.ScheduleError = fmt.Errorf("tag %s: %w", inventory.TagRotationFrequency, err)
+			} else {
+				s.Interval = d
+			}
+		}
 	}
 	versions := make([]string, 0, len(e.SecretVersionsToStages))
 	for v := range e.SecretVersionsToStages {
@@ -281,7 +348,7 @@ func (a *Auditor) logFindings(log *slog.Logger, s Status, rep *Report) {
 		rep.Stuck = append(rep.Stuck, s.Name)
 		log.Warn("rotation stuck: AWSPENDING is on a version that is not AWSCURRENT", "secret", s.Name, "pending_version", s.PendingVersion)
 	}
-	if !s.RotationEnabled {
+	if !s.RotationEnabled && !s.Manual {
 		rep.RotationDisabled = append(rep.RotationDisabled, s.Name)
 		log.Warn("rotation is disabled on a managed secret", "secret", s.Name)
 	}
@@ -292,6 +359,9 @@ func (a *Auditor) logFindings(log *slog.Logger, s Status, rep *Report) {
 	if s.ScheduleError != nil {
 		rep.BadSchedules = append(rep.BadSchedules, s.Name)
 		log.Warn("rotation schedule not understood: no key age ratio", "secret", s.Name, "error", s.ScheduleError.Error())
+	}
+	if s.Manual && s.Interval == 0 && s.ScheduleError == nil {
+		log.Warn("manual key without a reminder interval: no key age ratio", "secret", s.Name, "tag", inventory.TagRotationFrequency)
 	}
 }
 

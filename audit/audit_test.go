@@ -206,3 +206,94 @@ func TestFailedBatchDoesNotStopTheOthers(t *testing.T) {
 		t.Fatalf("err %v, %d batches, want the error and both batches tried", err, len(cw.batches))
 	}
 }
+
+func manualTags(freq string, created time.Time) []smtypes.Tag {
+	tags := append(managedTags(),
+		smtypes.Tag{Key: aws.String("keyrotor:manual"), Value: aws.String("true")},
+		smtypes.Tag{Key: aws.String("keyrotor:rotation-frequency"), Value: aws.String(freq)})
+	if !created.IsZero() {
+		tags = append(tags, smtypes.Tag{Key: aws.String(TagKeyCreatedAt), Value: aws.String(created.Format(time.RFC3339))})
+	}
+	return tags
+}
+
+// A manual key (a vendor without a key API, such as Stripe) has no rotation:
+// its schedule is a key-age reminder measured from its last import.
+func TestInspectManualKey(t *testing.T) {
+	created := now.Add(-100 * day)
+	cases := []struct {
+		name     string
+		e        smtypes.SecretListEntry
+		since    time.Time
+		interval time.Duration
+		badSched bool
+	}{
+		{"imported 45 days ago, reminder every 30 days: ratio 1.5 from the import",
+			smtypes.SecretListEntry{Name: aws.String("m1"), CreatedDate: aws.Time(created), Tags: manualTags("30d", now.Add(-45*day))},
+			now.Add(-45 * day), 30 * day, false},
+		{"never imported: age from creation",
+			smtypes.SecretListEntry{Name: aws.String("m2"), CreatedDate: aws.Time(created), Tags: manualTags("12h", time.Time{})},
+			created, 12 * time.Hour, false},
+		{"rotated after the import: LastRotatedDate wins",
+			smtypes.SecretListEntry{Name: aws.String("m3"), CreatedDate: aws.Time(created), LastRotatedDate: aws.Time(now.Add(-2 * day)), Tags: manualTags("30d", now.Add(-45*day))},
+			now.Add(-2 * day), 30 * day, false},
+		{"import tag far in the future: ignored",
+			smtypes.SecretListEntry{Name: aws.String("m4"), CreatedDate: aws.Time(created), Tags: manualTags("30d", now.Add(400*day))},
+			created, 30 * day, false},
+		{"import tag a minute ahead (clock skew): now",
+			smtypes.SecretListEntry{Name: aws.String("m5"), CreatedDate: aws.Time(created), Tags: manualTags("30d", now.Add(time.Minute))},
+			now, 30 * day, false},
+		{"reminder that cannot be read: a bad schedule, no ratio",
+			smtypes.SecretListEntry{Name: aws.String("m6"), CreatedDate: aws.Time(created), Tags: manualTags("monthly", time.Time{})},
+			created, 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := Inspect(c.e, now)
+			if !s.Manual || !s.Since.Equal(c.since) || s.KeyAge != now.Sub(c.since) || s.Interval != c.interval || (s.ScheduleError != nil) != c.badSched {
+				t.Fatalf("%+v, want since %s interval %s", s, c.since, c.interval)
+			}
+		})
+	}
+	// The import tag counts for any managed secret, not only manual ones.
+	e := smtypes.SecretListEntry{Name: aws.String("x"), CreatedDate: aws.Time(created),
+		Tags: append(managedTags(), smtypes.Tag{Key: aws.String(TagKeyCreatedAt), Value: aws.String(now.Add(-3 * day).Format(time.RFC3339))})}
+	if s := Inspect(e, now); s.Manual || s.KeyAge != 3*day || s.Interval != 0 {
+		t.Fatalf("%+v", s)
+	}
+}
+
+// The auditor does not count manual keys as rotation disabled and publishes
+// their KeyAgeRatio, so that the 1.5 × interval alarm covers them.
+func TestRunManualKeys(t *testing.T) {
+	entries := []smtypes.SecretListEntry{
+		{Name: aws.String("stripe"), CreatedDate: aws.Time(now.Add(-400 * day)), Tags: manualTags("30d", now.Add(-60*day))},
+		{Name: aws.String("off"), CreatedDate: aws.Time(now.Add(-10 * day)), Tags: managedTags()},
+	}
+	cw := &fakeCW{}
+	rep, err := New(&fakeSM{entries: entries}, cw, Options{Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.RotationDisabled) != 1 || rep.RotationDisabled[0] != "off" || rep.MaxKeyAgeRatio != 2 || len(rep.BadSchedules) != 0 {
+		t.Fatalf("report %+v: want only \"off\" rotation disabled and the manual key's ratio 2", rep)
+	}
+	got := map[string]float64{}
+	for _, b := range cw.batches {
+		for _, d := range b.MetricData {
+			k := aws.ToString(d.MetricName)
+			for _, dim := range d.Dimensions {
+				k += "/" + aws.ToString(dim.Value)
+			}
+			got[k] = aws.ToFloat64(d.Value)
+		}
+	}
+	for k, v := range map[string]float64{"KeyAgeDays/stripe": 60, "KeyAgeRatio/stripe": 2, "MaxKeyAgeRatio": 2, "RotationDisabled": 1} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (published: %t), want %v", k, g, ok, v)
+		}
+	}
+	if _, ok := got["KeyAgeRatio/off"]; ok {
+		t.Error("a KeyAgeRatio for a secret with neither rotation nor reminder")
+	}
+}

@@ -8,7 +8,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -36,7 +38,10 @@ type ImportResult struct {
 // Import stores a key rolled by hand (vendors without a key API, such as
 // Stripe) as the secret's new AWSCURRENT version, after the vendor accepts
 // it, and records when the replaced key expires. It schedules no
-// revocation: the vendor expires the old key.
+// revocation: the vendor expires the old key. It then tags the secret
+// audit.TagKeyCreatedAt with the import time: PutSecretValue does not set
+// LastRotatedDate, and the auditor and status measure the key's age from
+// the tag.
 func (o *Operator) Import(ctx context.Context, id string, opts ImportOptions) (ImportResult, error) {
 	const op = "import"
 	s, err := o.describe(ctx, op, id)
@@ -105,5 +110,16 @@ func (o *Operator) Import(ctx context.Context, id string, opts ImportOptions) (I
 		return res, fmt.Errorf("%s %s: secretsmanager.PutSecretValue: %w", op, id, err)
 	}
 	res.KeyID = opts.KeyID
+	// After the value, never before: a tag without the key would hide the
+	// old key's age; a key without the tag only makes it look older.
+	created := next.CreatedAt.Format(time.RFC3339)
+	if _, err := o.SM.TagResource(ctx, &secretsmanager.TagResourceInput{
+		SecretId: aws.String(id),
+		Tags:     []smtypes.Tag{{Key: aws.String(audit.TagKeyCreatedAt), Value: aws.String(created)}},
+	}); err != nil {
+		return res, fmt.Errorf("%s %s: the new key is stored (version %s), but its age is not: secretsmanager.TagResource (%s): %w; "+
+			"until the tag is set the key-age alarm measures from the secret's dates (set it with `aws secretsmanager tag-resource --secret-id %s --tags Key=%s,Value=%s`)",
+			op, id, res.VersionID, audit.TagKeyCreatedAt, err, id, audit.TagKeyCreatedAt, created)
+	}
 	return res, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/internal/fakeprovider"
 	"github.com/keyrotor/keyrotor/internal/smfake"
 	"github.com/keyrotor/keyrotor/providers"
@@ -321,5 +322,77 @@ func TestWaitReportsTheStuckStep(t *testing.T) {
 	var r *RefusedError
 	if !errors.As(err, &r) || !strings.Contains(r.Reason, "already in progress") {
 		t.Fatalf("second rotate: %v", err)
+	}
+}
+
+// failTag fails TagResource, as when the operator may write values but not
+// tags.
+type failTag struct{ *fakeSM }
+
+func (failTag) TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error) {
+	return nil, errors.New("AccessDeniedException")
+}
+
+// Import tags the secret with the import time: PutSecretValue does not set
+// LastRotatedDate, and the auditor and status measure a manual key's age
+// from the tag (the key-age reminder of a vendor without a key API).
+func TestImportTagsKeyCreatedAt(t *testing.T) {
+	e := newEnv(t)
+	e.op.Providers = func(name string) (providers.Provider, error) {
+		if name != "stripe" {
+			return nil, errors.New("unknown")
+		}
+		return e.p, nil
+	}
+	const secret = "pay/stripe"
+	k1, k2 := e.p.Add("old"), e.p.Add("new")
+	e.sm.Create(secret, `{"provider":"stripe","key":"`+k1.Secret+`","key_id":"`+k1.ID+`"}`, map[string]string{
+		rotation.TagManaged: "true", "keyrotor:manual": "true", "keyrotor:rotation-frequency": "30d"})
+	imported := e.now
+	if _, err := e.op.Import(context.Background(), secret, ImportOptions{Key: k2.Secret, KeyID: k2.ID, OldKeyExpiresAt: e.now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := e.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tag string
+	for _, tg := range desc.Tags {
+		if aws.ToString(tg.Key) == audit.TagKeyCreatedAt {
+			tag = aws.ToString(tg.Value)
+		}
+	}
+	if tag != imported.Format(time.RFC3339) {
+		t.Fatalf("tag %s = %q, want the import time %s", audit.TagKeyCreatedAt, tag, imported.Format(time.RFC3339))
+	}
+
+	// 50 days later: status and the auditor agree on the age, and find the
+	// key past 1.5 × its 30-day reminder, but not "rotation not enabled".
+	e.now = imported.Add(50 * 24 * time.Hour)
+	sts, err := e.op.Status(context.Background(), []string{secret}, StatusOptions{NoVendor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sts[0]
+	if st.KeyCreatedAt == nil || !st.KeyCreatedAt.Equal(imported) || st.KeyAgeSeconds != 50*24*3600 || st.Rotation != RotationIdle {
+		t.Fatalf("status: %+v", st)
+	}
+	if len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "older than 1.5") || !strings.Contains(st.Problems[0], "keyrotor import") {
+		t.Fatalf("problems %q, want only the key-age reminder", st.Problems)
+	}
+	if a := audit.Inspect(listEntry(desc), e.now); !a.Manual || !a.Since.Equal(imported) || a.Ratio() != 50.0/30 {
+		t.Fatalf("audit: %+v ratio %v", a, a.Ratio())
+	}
+
+	// A tag that cannot be written: the key is stored, the error says so
+	// and how to set the tag, and prints no key.
+	k3 := e.p.Add("newer")
+	e.op.SM = failTag{e.sm}
+	_, err = e.op.Import(context.Background(), secret, ImportOptions{Key: k3.Secret, KeyID: k3.ID, OldKeyExpiresAt: e.now.Add(time.Hour)})
+	if err == nil || !strings.Contains(err.Error(), "is stored") || !strings.Contains(err.Error(), "tag-resource") || strings.Contains(err.Error(), k3.Secret) {
+		t.Fatalf("import with TagResource denied: %v", err)
+	}
+	if e.current(secret).KeyID != k3.ID {
+		t.Fatal("the key was not stored")
 	}
 }

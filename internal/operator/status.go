@@ -3,14 +3,14 @@ package operator
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -35,9 +35,12 @@ const (
 // Status is what `keyrotor status` shows about one secret. It never holds a
 // key.
 type Status struct {
-	Secret          string     `json:"secret"`
-	Provider        string     `json:"provider,omitempty"`
-	KeyID           string     `json:"key_id,omitempty"`
+	Secret   string `json:"secret"`
+	Provider string `json:"provider,omitempty"`
+	KeyID    string `json:"key_id,omitempty"`
+	// KeyCreatedAt is when the current key was made, by the auditor's rule
+	// (audit.KeySince: LastRotatedDate, else CreatedDate, or the import
+	// tag when later), so that status and the key-age alarm agree.
 	KeyCreatedAt    *time.Time `json:"key_created_at,omitempty"`
 	KeyAgeSeconds   int64      `json:"key_age_seconds"`
 	RotationEnabled bool       `json:"rotation_enabled"`
@@ -143,7 +146,12 @@ func (o *Operator) status(ctx context.Context, id string, opts StatusOptions) (S
 		return st, nil
 	}
 	st.Provider, st.KeyID = cur.Provider, cur.KeyID
-	created := cur.CreatedAt
+	// The auditor's rule; the value's own date, then the version's, only
+	// when Secrets Manager gave no date (emulators).
+	created := audit.KeySince(listEntry(s.desc), now)
+	if created.IsZero() {
+		created = cur.CreatedAt
+	}
 	if created.IsZero() {
 		created = s.created[s.current]
 	}
@@ -231,7 +239,15 @@ func (o *Operator) status(ctx context.Context, id string, opts StatusOptions) (S
 	return st, nil
 }
 
-var rateExpr = regexp.MustCompile(`^rate\((\d+) (hour|hours|day|days)\)$`)
+// listEntry is the ListSecrets entry of a described secret, for the
+// auditor's rules.
+func listEntry(d *secretsmanager.DescribeSecretOutput) smtypes.SecretListEntry {
+	return smtypes.SecretListEntry{
+		ARN: d.ARN, Name: d.Name, CreatedDate: d.CreatedDate, LastRotatedDate: d.LastRotatedDate,
+		RotationEnabled: d.RotationEnabled, RotationRules: d.RotationRules, NextRotationDate: d.NextRotationDate,
+		Tags: d.Tags, SecretVersionsToStages: d.VersionIdsToStages,
+	}
+}
 
 // interval is the rotation interval of a secret, and fills the schedule.
 func (o *Operator) interval(s *secret, st *Status) time.Duration {
@@ -241,14 +257,7 @@ func (o *Operator) interval(s *secret, st *Status) time.Duration {
 		switch {
 		case expr != "":
 			st.Schedule = expr
-			if m := rateExpr.FindStringSubmatch(expr); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				unit := 24 * time.Hour
-				if m[2][0] == 'h' {
-					unit = time.Hour
-				}
-				d = time.Duration(n) * unit
-			}
+			d, _ = audit.ScheduleInterval(expr)
 		case aws.ToInt64(r.AutomaticallyAfterDays) > 0:
 			n := aws.ToInt64(r.AutomaticallyAfterDays)
 			st.Schedule = fmt.Sprintf("every %d days", n)
@@ -262,20 +271,9 @@ func (o *Operator) interval(s *secret, st *Status) time.Duration {
 			if st.Schedule == "" {
 				st.Schedule = "reminder every " + v
 			}
-			d = parseAge(v)
+			d, _ = inventory.ParseInterval(v)
 		}
 	}
-	return d
-}
-
-// parseAge reads "30d", "12h" or a Go duration; 0 when it cannot.
-func parseAge(s string) time.Duration {
-	if n := len(s); n > 1 && s[n-1] == 'd' {
-		if v, err := strconv.Atoi(s[:n-1]); err == nil {
-			return time.Duration(v) * 24 * time.Hour
-		}
-	}
-	d, _ := time.ParseDuration(s)
 	return d
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/infra/local"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/internal/testenv"
@@ -631,8 +632,24 @@ func TestImportStripe(t *testing.T) {
 	if prev := c.read(secret, "AWSPREVIOUS"); prev.Key != oldKey {
 		t.Fatal("the old key is not AWSPREVIOUS after import")
 	}
-	if st := c.status(secret); st.Previous != operator.PreviousExpires || st.GraceUntil == nil || st.Provider != "stripe" {
+	st := c.status(secret)
+	if st.Previous != operator.PreviousExpires || st.GraceUntil == nil || st.Provider != "stripe" {
 		t.Fatalf("status after import: %+v", st)
+	}
+	// The import time is tagged (PutSecretValue sets no LastRotatedDate):
+	// the auditor, from ListSecrets alone, and status measure the key's age
+	// from it.
+	list, err := c.sm().ListSecrets(context.Background(), &secretsmanager.ListSecretsInput{
+		Filters: []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: []string{secret}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.SecretList) != 1 {
+		t.Fatalf("ListSecrets %s: %d entries", secret, len(list.SecretList))
+	}
+	since := audit.Inspect(list.SecretList[0], time.Now()).Since
+	if since.Before(start.Truncate(time.Second)) || since.After(time.Now()) || st.KeyCreatedAt == nil || !st.KeyCreatedAt.Equal(since) {
+		t.Fatalf("key made at %s by the auditor, %v by status; want the import time (after %s)", since, st.KeyCreatedAt, start)
 	}
 	r = imp(operator.ExitRefused, newKey, "--old-key-expires", "1h")
 	mustContain(t, "import of the current key", r.stderr, "already the current key")
