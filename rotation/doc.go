@@ -12,5 +12,11 @@
 // the old key before it moves AWSCURRENT, because a retry after the move
 // returns early and would never enqueue it.
 //
+// Before it mints, createSecret reconciles: a key at the vendor named as this
+// secret's that no version of the secret holds is an orphan of an
+// interrupted attempt and is revoked. A stored key is never an orphan, even
+// without labels: superseded keys belong to the revoker and their grace
+// period, however close together the rotations came.
+//
 // The engine never logs a key, a RotationToken or a vendor response body.
 package rotation

@@ -55,6 +55,9 @@ type SecretsManager interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
 	UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
+	// ListSecretVersionIds is called by reconcile only, and only when the
+	// vendor lists keys of this secret that no label holds.
+	ListSecretVersionIds(ctx context.Context, in *secretsmanager.ListSecretVersionIdsInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretVersionIdsOutput, error)
 }
 
 // RevocationQueue schedules the revocation of an old key.
@@ -349,15 +352,30 @@ func (r *Rotator) revokeUnstored(ctx context.Context, s *secret, owner providers
 }
 
 // reconcile revokes the keys of interrupted attempts: keys named as this
-// secret's that are neither AWSCURRENT nor AWSPREVIOUS. AWSPREVIOUS is left to
-// the revoker, which knows its grace period and whether it is still in use.
+// secret's that no version of the secret holds. A key stored in a version
+// is never an orphan, whatever its labels: AWSCURRENT is in use;
+// AWSPREVIOUS and older superseded keys belong to the revoker, which
+// revokes each after its own grace period and checks whether it is still
+// in use (rotations closer together than the grace period leave several
+// superseded keys in grace, only one of which is AWSPREVIOUS); a stored
+// AWSPENDING of another, abandoned attempt belongs to `keyrotor unstick`.
+// Only keys never stored (a crash between the vendor's create and
+// PutSecretValue, or a failed store whose cleanup failed) are orphans.
+//
+// To find whether a key is stored without reading every version, the
+// versions are listed only when there are candidates (never in the steady
+// state), and a candidate named for a version (KeyName(secret, version
+// id)) is looked up in that version; a candidate named for no version (a
+// bootstrap key named by hand) is looked up in the other versions.
 //
 // Keys named for this very token are not revoked here but returned: they are
 // either orphans of an earlier attempt of this rotation, or the key that a
 // concurrent invocation of this createSecret is about to store. Only the
 // invocation whose PutSecretValue succeeds may revoke them (revokeOwnOrphans):
 // a version's value is immutable, so no other key of this token can be stored
-// after that. Nameless keys (IAM) cannot be told apart and are revoked here.
+// after that. Nameless keys (IAM) cannot be told apart and are revoked here
+// unless AWSCURRENT or AWSPREVIOUS holds them (IAM allows two keys, so there
+// is never a third in grace).
 func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Credential) (ownOrphans []string, err error) {
 	lister, ok := r.p.(providers.Lister)
 	if !ok {
@@ -385,12 +403,23 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 		keep[prev.KeyID] = true
 	}
 	own := providers.KeyName(s.name, s.token)
+	var orphans []providers.KeyInfo
 	for _, k := range candidates {
-		if keep[k.ID] {
-			continue
-		}
-		if k.Name == own {
+		switch {
+		case keep[k.ID]:
+		case k.Name == own:
 			ownOrphans = append(ownOrphans, k.ID)
+		default:
+			orphans = append(orphans, k)
+		}
+	}
+	stored, err := r.storedKeys(ctx, s, orphans)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range orphans {
+		if stored[k.ID] {
+			s.log.Info("sparing a key that a version of the secret holds: it is the revoker's (grace period) or unstick's", "key_id", k.ID)
 			continue
 		}
 		if err := r.p.Revoke(ctx, current, k.ID); err != nil && !providers.IsKind(err, providers.NotFound) {
@@ -399,6 +428,114 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 		r.orphanRevoked(s, k.ID)
 	}
 	return ownOrphans, nil
+}
+
+// storedKeys returns which of the named keys a version of the secret other
+// than AWSCURRENT, AWSPREVIOUS and this token's holds. It lists the versions
+// once, then reads first the versions the keys are named for, and only for
+// a key named for no version, the other versions, until every key is found.
+func (r *Rotator) storedKeys(ctx context.Context, s *secret, keys []providers.KeyInfo) (map[string]bool, error) {
+	stored := map[string]bool{}
+	named := false
+	for _, k := range keys {
+		named = named || k.Name != ""
+	}
+	if !named {
+		return stored, nil
+	}
+	versions, err := r.listVersions(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	// AWSCURRENT's and AWSPREVIOUS's keys are known, and this token's
+	// version has no value yet: never read them.
+	read := map[string]bool{s.token: true, versionWith(s.versions, Current): true, versionWith(s.versions, Previous): true}
+	readVersion := func(id string) error {
+		if read[id] {
+			return nil
+		}
+		read[id] = true
+		keyID, err := r.versionKeyID(ctx, s, id)
+		if err != nil {
+			return err
+		}
+		if keyID != "" {
+			stored[keyID] = true
+		}
+		return nil
+	}
+	for _, k := range keys {
+		if k.Name == "" || stored[k.ID] {
+			continue
+		}
+		matched := false
+		for _, id := range versions {
+			if providers.KeyName(s.name, id) == k.Name {
+				matched = true
+				if err := readVersion(id); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if matched {
+			// keyrotor stores a key named for a version in that
+			// version only: found there, or never stored.
+			continue
+		}
+		for _, id := range versions {
+			if stored[k.ID] {
+				break
+			}
+			if err := readVersion(id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return stored, nil
+}
+
+// listVersions lists the secret's version ids, labelled or not (a superseded
+// key's version has lost its labels).
+func (r *Rotator) listVersions(ctx context.Context, s *secret) ([]string, error) {
+	var ids []string
+	in := &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(s.id), IncludeDeprecated: aws.Bool(true)}
+	for {
+		out, err := r.sm.ListSecretVersionIds(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("secretsmanager.ListSecretVersionIds (to spare stored keys): %w", err)
+		}
+		for _, v := range out.Versions {
+			if id := aws.ToString(v.VersionId); id != "" {
+				ids = append(ids, id)
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			return ids, nil
+		}
+		in.NextToken = out.NextToken
+	}
+}
+
+// versionKeyID returns the key_id a version holds, "" when it holds no
+// value (a pending version before createSecret stored one, moto's empty
+// versions) or no key (a value keyrotor cannot parse holds none of its keys).
+func (r *Rotator) versionKeyID(ctx context.Context, s *secret, id string) (string, error) {
+	out, err := r.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(s.id), VersionId: aws.String(id)})
+	if err != nil {
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return "", nil
+		}
+		return "", fmt.Errorf("secretsmanager.GetSecretValue(version %s, to spare its key): %w", id, err)
+	}
+	if out.SecretString == nil {
+		return "", nil
+	}
+	c, err := providers.ParseSecret(*out.SecretString)
+	if err != nil {
+		return "", nil
+	}
+	return c.KeyID, nil
 }
 
 // revokeOwnOrphans revokes, once this invocation's key is stored, the keys

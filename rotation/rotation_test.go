@@ -1230,3 +1230,146 @@ func TestOwnOrphanMakesRoomAtTheKeyLimit(t *testing.T) {
 		t.Fatalf("live %v: want the old and the stored key, the orphan %s revoked", live, orphan.ID)
 	}
 }
+
+// TestReconcileSparesKeysInGrace rotates four times within the grace period
+// (an operator rotating again and again in an incident): every superseded
+// key lost its labels but is still in its grace period, owned by a
+// revocation message; reconcile must leave it to the revoker. Keys that
+// were never stored are still orphans, and the next rotation revokes them.
+func TestReconcileSparesKeysInGrace(t *testing.T) {
+	for _, pageSize := range []int{0, 1} {
+		t.Run(fmt.Sprintf("PageSize=%d", pageSize), func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.sm.PageSize = pageSize
+			tokens := []string{
+				"10000000-2222-3333-4444-555555555555",
+				"20000000-2222-3333-4444-555555555555",
+				"30000000-2222-3333-4444-555555555555",
+				"40000000-2222-3333-4444-555555555555",
+			}
+			keys := []string{e.oldKey.ID}
+			for i, tok := range tokens {
+				e.rotate(tok)
+				keys = append(keys, e.current().KeyID)
+				for j, k := range keys {
+					if !e.vendor.Live()[k] {
+						t.Fatalf("rotation %d revoked key %d (%s) within its grace period", i+1, j, k)
+					}
+				}
+				if i == 1 && e.sm.Calls("ListSecretVersionIds") != 0 {
+					t.Fatal("reconcile listed the versions although every other key is AWSPREVIOUS (no extra call wanted)")
+				}
+				if i >= 2 && e.sm.Calls("ListSecretVersionIds") == 0 {
+					t.Fatalf("rotation %d: reconcile never listed the versions although superseded keys are live", i+1)
+				}
+			}
+			live := e.vendor.Live()
+			for i, k := range keys {
+				if !live[k] {
+					t.Fatalf("key %d (%s) was revoked within its grace period; live %v", i, k, live)
+				}
+			}
+			if strings.Contains(e.emf.String(), "OrphanKeysRevoked") {
+				t.Fatal("reconcile counted a stored key as an orphan")
+			}
+			// The revoker owns every superseded key: one message each.
+			if len(e.q.sent) != len(tokens) {
+				t.Fatalf("%d revocation messages, want %d", len(e.q.sent), len(tokens))
+			}
+			for i, s := range e.q.sent {
+				if s.msg.KeyID != keys[i] || s.delay != time.Hour {
+					t.Fatalf("message %d revokes %s after %v, want %s after 1h", i, s.msg.KeyID, s.delay, keys[i])
+				}
+			}
+
+			// Keys never stored: one named for no version (a crash before
+			// the store, its version since gone), one named for a version
+			// that holds another key (a lost store of an earlier attempt),
+			// one named for a version that never got a value (moto's and
+			// AWS's empty pending version). A stored AWSPENDING of an
+			// abandoned attempt is unstick's, not an orphan.
+			unnamed := e.vendor.Add(providers.KeyName(secretName, "crashed-attempt"))
+			second := e.vendor.Add(providers.KeyName(secretName, tokens[1]))
+			empty := "50000000-2222-3333-4444-555555555555"
+			e.sm.StartRotation(secretName, empty)
+			emptyKey := e.vendor.Add(providers.KeyName(secretName, empty))
+			abandoned := "60000000-2222-3333-4444-555555555555"
+			e.sm.StartRotation(secretName, abandoned)
+			if err := e.step(rotation.CreateSecret, abandoned); err != nil {
+				t.Fatal(err)
+			}
+			abandonedKey, err := providers.ParseSecret(e.sm.Value(secretName, abandoned))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.rotate("70000000-2222-3333-4444-555555555555")
+			live = e.vendor.Live()
+			for _, k := range []string{unnamed.ID, second.ID, emptyKey.ID} {
+				if live[k] {
+					t.Fatalf("the never-stored key %s was not revoked; live %v", k, live)
+				}
+			}
+			if !live[abandonedKey.KeyID] {
+				t.Fatal("reconcile revoked the stored AWSPENDING key of an abandoned attempt")
+			}
+			for i, k := range keys {
+				if !live[k] {
+					t.Fatalf("key %d (%s) was revoked within its grace period", i, k)
+				}
+			}
+			if n := strings.Count(e.emf.String(), `"OrphanKeysRevoked":1`); n != 3 {
+				t.Fatalf("%d OrphanKeysRevoked metrics, want 3", n)
+			}
+		})
+	}
+}
+
+// versionReadFailing fails the reads of a version by its id alone (the reads
+// reconcile makes to find whether a version holds a key).
+type versionReadFailing struct{ *smfake.SM }
+
+func (f versionReadFailing) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	if in.VersionId != nil && in.VersionStage == nil {
+		return nil, errors.New("throttled")
+	}
+	return f.SM.GetSecretValue(ctx, in, o...)
+}
+
+// TestReconcileFailsClosedWhenVersionsCannotBeRead: when reconcile cannot
+// tell whether a key is stored, it revokes nothing and mints nothing; the
+// retry completes and spares the key in grace.
+func TestReconcileFailsClosedWhenVersionsCannotBeRead(t *testing.T) {
+	for _, op := range []string{"ListSecretVersionIds", "GetSecretValue"} {
+		e := newEnv(t, nil)
+		e.rotate("10000000-2222-3333-4444-555555555555")
+		e.rotate("20000000-2222-3333-4444-555555555555")
+		e.sm.Before = func(o string) error {
+			if o == op && op == "ListSecretVersionIds" {
+				return errors.New("throttled")
+			}
+			return nil
+		}
+		if op == "GetSecretValue" {
+			e.r = e.rotatorWith(versionReadFailing{e.sm}, e.vendor, e.q, time.Hour)
+		}
+		minted := e.vendor.Created()
+		e.sm.StartRotation(secretName, token)
+		err := e.step(rotation.CreateSecret, token)
+		if err == nil || !strings.Contains(err.Error(), "secretsmanager."+op) || !strings.Contains(err.Error(), secretName) {
+			t.Fatalf("%s failing: err = %v, want an error naming the secret and the operation", op, err)
+		}
+		if !e.vendor.Live()[e.oldKey.ID] || e.vendor.Created() != minted || e.sm.Calls("PutSecretValue") != 2 {
+			t.Fatalf("%s failing: the key in grace was revoked or a key was minted", op)
+		}
+		e.sm.Before = nil
+		e.r = e.rotator(time.Hour)
+		for _, s := range steps {
+			if err := e.step(s, token); err != nil {
+				t.Fatalf("%s after the failure: %v", s, err)
+			}
+		}
+		if !e.vendor.Live()[e.oldKey.ID] {
+			t.Fatalf("%s: the retry revoked the key in grace", op)
+		}
+	}
+}

@@ -6,6 +6,7 @@ package smfake
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,7 +37,10 @@ type SM struct {
 	// returns is returned although the call took effect (a lost response).
 	Before func(op string) error
 	After  func(op string) error
-	calls  map[string]int
+	// PageSize is the most versions a ListSecretVersionIds page holds when
+	// the call sets no MaxResults (default 100), to test pagination.
+	PageSize int
+	calls    map[string]int
 }
 
 // New returns an empty fake.
@@ -289,6 +293,46 @@ func (f *SM) UpdateSecretVersionStage(_ context.Context, in *secretsmanager.Upda
 		delete(s.versions[from].stages, label)
 	}
 	return &secretsmanager.UpdateSecretVersionStageOutput{ARN: aws.String(s.arn), Name: aws.String(s.name)}, f.end("UpdateSecretVersionStage")
+}
+
+// ListSecretVersionIds implements the API call: the versions in creation
+// order, those without labels only with IncludeDeprecated, by pages of
+// MaxResults (or PageSize) linked by NextToken.
+func (f *SM) ListSecretVersionIds(_ context.Context, in *secretsmanager.ListSecretVersionIdsInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretVersionIdsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, err := f.begin("ListSecretVersionIds", aws.ToString(in.SecretId))
+	if err != nil {
+		return nil, err
+	}
+	stages := s.stagesMap()
+	var all []smtypes.SecretVersionsListEntry
+	for _, id := range s.order {
+		st, labelled := stages[id]
+		if !labelled && !aws.ToBool(in.IncludeDeprecated) {
+			continue
+		}
+		all = append(all, smtypes.SecretVersionsListEntry{VersionId: aws.String(id), VersionStages: st})
+	}
+	size := int(aws.ToInt32(in.MaxResults))
+	if size <= 0 {
+		size = f.PageSize
+	}
+	if size <= 0 {
+		size = 100
+	}
+	start := 0
+	if t := aws.ToString(in.NextToken); t != "" {
+		if start, err = strconv.Atoi(t); err != nil || start < 0 || start > len(all) {
+			return nil, &smtypes.InvalidNextTokenException{Message: aws.String("invalid NextToken")}
+		}
+	}
+	end := min(start+size, len(all))
+	out := &secretsmanager.ListSecretVersionIdsOutput{ARN: aws.String(s.arn), Name: aws.String(s.name), Versions: all[start:end]}
+	if end < len(all) {
+		out.NextToken = aws.String(strconv.Itoa(end))
+	}
+	return out, f.end("ListSecretVersionIds")
 }
 
 // Tag sets a tag (for tests of tag-driven behaviour).

@@ -44,6 +44,9 @@ type Inputs struct {
 	// EmittedMetrics are the metric names keyrotor's code publishes in the
 	// metrics namespace.
 	EmittedMetrics map[string]bool
+	// RotationSecretActions are the IAM actions of the Secrets Manager calls
+	// the rotation engine makes ("secretsmanager:DescribeSecret", ...).
+	RotationSecretActions []string
 }
 
 // Check is one rule over a transformed template.
@@ -60,6 +63,7 @@ var Checks = []Check{
 	{"queues-encrypted-dlq-outlives-queue", queuesEncryptedDLQOutlivesQueue},
 	{"permissions-name-source", permissionsNameSource},
 	{"secret-actions-only-on-managed-secrets", secretActionsOnlyOnManagedSecrets},
+	{"rotation-roles-grant-engine-calls", rotationRolesGrantEngineCalls},
 	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
 	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
 	{"alarms-have-actions", alarmsHaveActions},
@@ -351,6 +355,39 @@ func (s statement) managedCondition() bool {
 		}
 	}
 	return false
+}
+
+// rotationRolesGrantEngineCalls: the role of every rotation function
+// (logical id ending in RotationFunction) allows each Secrets Manager call
+// of the rotation engine on managed secrets; a call the code makes and the
+// role lacks fails on AWS only.
+func rotationRolesGrantEngineCalls(t Template, in Inputs) []string {
+	granted := map[string]map[string]bool{}
+	for _, st := range t.statements() {
+		if !st.managedCondition() {
+			continue
+		}
+		if granted[st.role] == nil {
+			granted[st.role] = map[string]bool{}
+		}
+		for _, a := range st.actions() {
+			granted[st.role][a] = true
+		}
+	}
+	var p []string
+	for _, id := range t.ofType("AWS::Lambda::Function") {
+		if !strings.HasSuffix(id, "RotationFunction") {
+			continue
+		}
+		role := refTo(t.Resources[id].Properties["Role"])
+		for _, a := range in.RotationSecretActions {
+			if !granted[role][a] {
+				p = append(p, fmt.Sprintf("%s: its role %s does not allow %s on managed secrets, which the rotation engine calls", id, role, a))
+			}
+		}
+	}
+	sort.Strings(p)
+	return p
 }
 
 // secretActionsOnStar are the Secrets Manager actions that have no resource

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -29,6 +30,17 @@ func init() {
 	}
 }
 
+// engineActions are the IAM actions of the methods of the rotation engine's
+// Secrets Manager interface: a call added there must be granted too.
+func engineActions() []string {
+	typ := reflect.TypeFor[rotation.SecretsManager]()
+	var out []string
+	for i := range typ.NumMethod() {
+		out = append(out, "secretsmanager:"+typ.Method(i).Name)
+	}
+	return out
+}
+
 func paths(t *testing.T) (root, template, script string) {
 	root = testenv.RepoRoot(t)
 	return root, filepath.Join(root, "template.yaml"), filepath.Join(root, "internal", "templatecheck", "transform.py")
@@ -42,7 +54,7 @@ func inputs(t *testing.T, root string) Inputs {
 	if len(targets) == 0 {
 		t.Fatal("the Makefile has no build-<LogicalId> target")
 	}
-	return Inputs{MakeTargets: targets, EmittedMetrics: emitted}
+	return Inputs{MakeTargets: targets, EmittedMetrics: emitted, RotationSecretActions: engineActions()}
 }
 
 func TestCfnLintClean(t *testing.T) {
@@ -151,6 +163,8 @@ var mutations = []mutation{
 		old: "eventName: [RotationFailed, RotationAbandoned]", new: "eventName: [RotationFailed]"},
 	{name: "an auditor without a schedule", check: "auditor-scheduled",
 		old: "      Events:\n        Audit:\n          Type: Schedule\n          Properties:\n            Schedule: !Ref AuditSchedule\n            Description: keyrotor audit of the managed secrets\n", new: ""},
+	{name: "a rotation role without ListSecretVersionIds", check: "rotation-roles-grant-engine-calls",
+		old: "                - secretsmanager:UpdateSecretVersionStage\n                - secretsmanager:ListSecretVersionIds\n", new: "                - secretsmanager:UpdateSecretVersionStage\n"},
 	{name: "a rotation function ARN missing from the outputs", check: "rotation-function-arns-output",
 		old: "    Value: !GetAtt TwilioRotationFunction.Arn\n", new: "    Value: !Ref TwilioRotationFunction\n"},
 }

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -36,10 +38,72 @@ func (c Credential) String() string {
 // GoString is String.
 func (c Credential) GoString() string { return c.String() }
 
-// Reader reads management credentials. It caches nothing: a rotated admin
-// credential is used at the next call.
+// Reader reads management credentials. Without a Cache it caches nothing:
+// a rotated admin credential is used at the next call.
 type Reader struct {
 	SM SecretsManager
+	// Cache, when set, keeps each admin secret's value for a short time,
+	// so that the steps and calls of one rotation (list the keys, create
+	// one) read it once. Share one Cache between the Readers of one
+	// Secrets Manager client.
+	Cache *Cache
+}
+
+// DefaultCacheTTL is a Cache's TTL when NewCache is given 0.
+const DefaultCacheTTL = time.Minute
+
+// Cache keeps management credentials in process memory for TTL, per admin
+// secret id. This is safe because an admin secret is not a key keyrotor
+// rotates: its value changes only when an operator rotates the management
+// credential, and a stale value then fails at the vendor (a Permission
+// error the step reports and Secrets Manager retries) until TTL ends. Never
+// cache the value of a managed (rotated) secret: each step must read the
+// version its checks name. Errors are not cached. Safe for concurrent use.
+type Cache struct {
+	ttl     time.Duration
+	now     func() time.Time
+	mu      sync.Mutex
+	entries map[string]cached
+}
+
+type cached struct {
+	cred    Credential
+	expires time.Time
+}
+
+// NewCache returns a Cache whose entries live ttl (DefaultCacheTTL if 0).
+// now is the clock (nil: time.Now).
+func NewCache(ttl time.Duration, now func() time.Time) *Cache {
+	if ttl <= 0 {
+		ttl = DefaultCacheTTL
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Cache{ttl: ttl, now: now, entries: map[string]cached{}}
+}
+
+func (c *Cache) get(id string) (Credential, bool) {
+	if c == nil {
+		return Credential{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok || !c.now().Before(e.expires) {
+		delete(c.entries, id)
+		return Credential{}, false
+	}
+	return e.cred, true
+}
+
+func (c *Cache) put(id string, cred Credential) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[id] = cached{cred: cred, expires: c.now().Add(c.ttl)}
 }
 
 // Read returns the management credential named by owner's admin_secret_id.
@@ -48,6 +112,9 @@ func (r Reader) Read(ctx context.Context, op string, owner providers.Credential)
 	id, err := owner.RequireAttr(op, providers.FieldAdminSecretID)
 	if err != nil {
 		return Credential{}, err
+	}
+	if cred, ok := r.Cache.get(id); ok {
+		return cred, nil
 	}
 	out, err := r.SM.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionStage: aws.String("AWSCURRENT")})
 	if err != nil {
@@ -64,5 +131,7 @@ func (r Reader) Read(ctx context.Context, op string, owner providers.Credential)
 	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v); err != nil || v.Key == "" {
 		return Credential{}, providers.E(op, providers.Invalid, fmt.Errorf("admin secret %s is not a JSON object with a \"key\" field", id))
 	}
-	return Credential{Key: v.Key, KeyID: v.KeyID}, nil
+	cred := Credential{Key: v.Key, KeyID: v.KeyID}
+	r.Cache.put(id, cred)
+	return cred, nil
 }

@@ -1,0 +1,101 @@
+package adminsecret_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor/internal/smfake"
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/providers/adminsecret"
+)
+
+func owner(t *testing.T, id string) providers.Credential {
+	t.Helper()
+	c, err := providers.Credential{Provider: "gateway"}.WithAttr(providers.FieldAdminSecretID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestReadWithoutCacheReadsEveryTime(t *testing.T) {
+	sm := smfake.New()
+	sm.Create("admin/a", `{"key":"k1","key_id":"id1"}`, nil)
+	r := adminsecret.Reader{SM: sm}
+	for i := 0; i < 3; i++ {
+		c, err := r.Read(context.Background(), "op", owner(t, "admin/a"))
+		if err != nil || c.Key != "k1" || c.KeyID != "id1" {
+			t.Fatalf("read %d: %v %v", i, c, err)
+		}
+	}
+	if n := sm.Calls("GetSecretValue"); n != 3 {
+		t.Fatalf("%d reads without a cache, want 3", n)
+	}
+}
+
+func TestCacheKeepsEachAdminSecretForItsTTL(t *testing.T) {
+	sm := smfake.New()
+	sm.Create("admin/a", `{"key":"ka"}`, nil)
+	sm.Create("admin/b", `{"key":"kb"}`, nil)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	r := adminsecret.Reader{SM: sm, Cache: adminsecret.NewCache(time.Minute, func() time.Time { return now })}
+	ctx := context.Background()
+	read := func(id, want string) {
+		t.Helper()
+		c, err := r.Read(ctx, "op", owner(t, id))
+		if err != nil || c.Key != want {
+			t.Fatalf("read %s: key %q err %v, want %q", id, c.Key, err, want)
+		}
+	}
+	read("admin/a", "ka")
+	read("admin/a", "ka")
+	read("admin/b", "kb")
+	if n := sm.Calls("GetSecretValue"); n != 2 {
+		t.Fatalf("%d reads, want one per admin secret", n)
+	}
+	// The admin credential is rotated: the new one is used once TTL ends.
+	sm.StartRotation("admin/a", "v2")
+	if _, err := sm.PutSecretValue(ctx, putCurrent("admin/a", "v2", `{"key":"ka2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(59 * time.Second)
+	read("admin/a", "ka")
+	now = now.Add(time.Second)
+	read("admin/a", "ka2")
+	if n := sm.Calls("GetSecretValue"); n != 3 {
+		t.Fatalf("%d reads, want 3 (one more after the TTL)", n)
+	}
+}
+
+func TestCacheKeepsNoError(t *testing.T) {
+	sm := smfake.New()
+	r := adminsecret.Reader{SM: sm, Cache: adminsecret.NewCache(0, nil)}
+	ctx := context.Background()
+	_, err := r.Read(ctx, "gateway.CreateKey", owner(t, "admin/missing"))
+	if providers.KindOf(err) != providers.Invalid || !strings.Contains(err.Error(), "admin/missing") {
+		t.Fatalf("missing admin secret: %v, want Invalid naming it", err)
+	}
+	sm.Create("admin/missing", `{"key":"k"}`, nil)
+	if c, err := r.Read(ctx, "gateway.CreateKey", owner(t, "admin/missing")); err != nil || c.Key != "k" {
+		t.Fatalf("after the admin secret was created: %v %v", c, err)
+	}
+	sm.Create("admin/bad", `{"nokey":1}`, nil)
+	for i := 0; i < 2; i++ {
+		if _, err := r.Read(ctx, "op", owner(t, "admin/bad")); providers.KindOf(err) != providers.Invalid {
+			t.Fatalf("bad admin secret: %v", err)
+		}
+	}
+	if n := sm.Calls("GetSecretValue"); n != 4 {
+		t.Fatalf("%d reads, want 4: failures are not cached", n)
+	}
+}
+
+func putCurrent(name, version, value string) *secretsmanager.PutSecretValueInput {
+	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(name), ClientRequestToken: aws.String(version),
+		SecretString: aws.String(value), VersionStages: []string{"AWSCURRENT"}}
+}

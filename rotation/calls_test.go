@@ -1,0 +1,61 @@
+package rotation_test
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/keyrotor/keyrotor/internal/smfake"
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/providers/adminsecret"
+	"github.com/keyrotor/keyrotor/providers/gateway"
+)
+
+// TestGatewayRotationSecretsManagerCalls counts the Secrets Manager calls of
+// a full gateway rotation against the reference gateway on a loopback port:
+// four DescribeSecret (one per step), five reads of the secret's versions
+// (createSecret: AWSCURRENT and the AWSPENDING probe; testSecret:
+// AWSPENDING; finishSecret: AWSPENDING and AWSCURRENT), one PutSecretValue,
+// two UpdateSecretVersionStage, and the admin secret's reads: one with an
+// adminsecret.Cache (listing the keys and creating one share it), two
+// without.
+func TestGatewayRotationSecretsManagerCalls(t *testing.T) {
+	for _, tc := range []struct {
+		cache      *adminsecret.Cache
+		total, gsv int
+	}{
+		{adminsecret.NewCache(time.Minute, nil), 13, 6},
+		{nil, 14, 7},
+	} {
+		t.Run(fmt.Sprintf("cache=%v", tc.cache != nil), func(t *testing.T) {
+			gw := gateway.NewServer(gateway.ServerOptions{AdminToken: "admin-token", MaxKeys: 2})
+			srv := httptest.NewServer(gw)
+			defer srv.Close()
+			e := newEnv(t, nil)
+			e.sm = smfake.New()
+			e.sm.Create("keyrotor/admin/gateway", `{"key":"admin-token"}`, nil)
+			initial, err := gw.CreateKey(providers.KeyName(secretName, "initial"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.sm.Create(secretName, fmt.Sprintf(`{"provider":"gateway","key":%q,"key_id":%q,"admin_secret_id":"keyrotor/admin/gateway"}`, initial.Key, initial.ID), nil)
+			p, err := gateway.New(gateway.Config{BaseURL: srv.URL, Admin: adminsecret.Reader{SM: e.sm, Cache: tc.cache}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.r = e.rotatorWith(e.sm, p, e.q, time.Hour)
+			e.rotate(token)
+			if cur := e.current(); cur.KeyID == initial.ID || len(e.q.sent) != 1 || e.q.sent[0].msg.KeyID != initial.ID {
+				t.Fatalf("the rotation did not complete: current %s, messages %+v", cur.KeyID, e.q.sent)
+			}
+			calls := map[string]int{}
+			for _, op := range []string{"DescribeSecret", "GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage", "ListSecretVersionIds"} {
+				calls[op] = e.sm.Calls(op)
+			}
+			if n := e.sm.TotalCalls(); n > tc.total || calls["GetSecretValue"] > tc.gsv {
+				t.Fatalf("%d Secrets Manager calls for a gateway rotation (%v), want at most %d with %d GetSecretValue", n, calls, tc.total, tc.gsv)
+			}
+		})
+	}
+}
