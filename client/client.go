@@ -152,13 +152,20 @@ func (c *Client) Previous(ctx context.Context, secretID string) (Credential, err
 	return c.get(ctx, cacheKey{secretID, StagePrevious})
 }
 
-func (c *Client) get(ctx context.Context, k cacheKey) (Credential, error) {
-	c.mu.Lock()
+// entryLocked returns the cache entry of k, adding an empty one. The caller
+// holds c.mu.
+func (c *Client) entryLocked(k cacheKey) *entry {
 	e := c.entries[k]
 	if e == nil {
 		e = &entry{}
 		c.entries[k] = e
 	}
+	return e
+}
+
+func (c *Client) get(ctx context.Context, k cacheKey) (Credential, error) {
+	c.mu.Lock()
+	e := c.entryLocked(k)
 	now := c.now()
 	if e.loaded && now.Before(e.expiresAt) {
 		// Past the refresh-ahead point, start one background refresh and
@@ -243,11 +250,7 @@ func (c *Client) startLocked(ctx context.Context, k cacheKey, e *entry) *flight 
 // or when the value was read or a refresh failed moments ago.
 func (c *Client) forceRefresh(ctx context.Context, k cacheKey, used string) (Credential, error) {
 	c.mu.Lock()
-	e := c.entries[k]
-	if e == nil {
-		e = &entry{}
-		c.entries[k] = e
-	}
+	e := c.entryLocked(k)
 	now := c.now()
 	f := e.flight
 	forced := false

@@ -2,12 +2,13 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/keyrotor/keyrotor/internal/rie"
 )
 
 // modulePath is the module the stack builds functions from.
@@ -92,25 +93,4 @@ func BuildFunctions(ctx context.Context, repoRoot, outDir string, names []string
 
 // FindRIE returns the path of the Lambda Runtime Interface Emulator:
 // aws-lambda-rie on PATH, in GOBIN, or in GOPATH/bin (`make tools`).
-func FindRIE() (string, error) {
-	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
-		return p, nil
-	}
-	dirs := []string{os.Getenv("GOBIN")}
-	if out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output(); err == nil {
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if len(lines) == 2 {
-			dirs = append(dirs, strings.TrimSpace(lines[0]), filepath.Join(strings.TrimSpace(lines[1]), "bin"))
-		}
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		p := filepath.Join(d, "aws-lambda-rie")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	return "", errors.New("aws-lambda-rie is not installed: run `make tools`")
-}
+func FindRIE() (string, error) { return rie.Find() }

@@ -8,11 +8,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyrotor/keyrotor/internal/rie"
 )
 
 // FunctionNamePrefix prefixes the names of the stack's functions in moto's
@@ -47,9 +48,9 @@ func (e *FunctionError) Error() string {
 	return fmt.Sprintf("function %s failed: %s: %s", e.Function, e.Type, e.Message)
 }
 
-// startFunction runs bootstrap under the emulator rie on 127.0.0.1 and free
+// startFunction runs bootstrap under the emulator rieBin on 127.0.0.1 and free
 // ports, with env as its whole environment (plus PATH).
-func startFunction(name, bootstrap, rie string, env []string, logs io.Writer) (*Function, error) {
+func startFunction(name, bootstrap, rieBin string, env []string, logs io.Writer) (*Function, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -58,10 +59,7 @@ func startFunction(name, bootstrap, rie string, env []string, logs io.Writer) (*
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(rie,
-		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort),
-		bootstrap)
+	cmd := rie.Command(rieBin, bootstrap, port, apiPort)
 	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"AWS_LAMBDA_FUNCTION_NAME=" + FunctionNamePrefix + name,
@@ -69,7 +67,7 @@ func startFunction(name, bootstrap, rie string, env []string, logs io.Writer) (*
 	}, env...)
 	f := &Function{
 		Name: name, FunctionName: FunctionNamePrefix + name, Bootstrap: bootstrap,
-		InvokeURL: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", port),
+		InvokeURL: rie.InvokeURL(port),
 		http:      &http.Client{Timeout: 2 * time.Minute},
 	}
 	if f.proc, err = startProcess(name, cmd, logs); err != nil {

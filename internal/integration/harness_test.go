@@ -233,42 +233,17 @@ func (s *stack) rotate(fn *testenv.Function, secret, token string) {
 
 func (s *stack) stages(secret string) map[string][]string {
 	s.t.Helper()
-	d, err := s.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secret)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	out := map[string][]string{}
-	for id, st := range d.VersionIdsToStages {
-		if len(st) > 0 { // moto keeps versions without labels
-			out[id] = st
-		}
-	}
-	return out
+	return testenv.Stages(s.t, s.sm, secret)
 }
 
 func (s *stack) read(secret, stage string) providers.Credential {
 	s.t.Helper()
-	out, err := s.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(secret), VersionStage: aws.String(stage)})
-	if err != nil {
-		s.t.Fatalf("read %s of %s: %v", stage, secret, err)
-	}
-	c, err := providers.ParseSecret(aws.ToString(out.SecretString))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return c
+	return testenv.ReadSecret(s.t, s.sm, secret, stage)
 }
 
 func (s *stack) ping(key string) int {
 	s.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.gwURL+"/v1/ping", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return testenv.GatewayPing(s.t, s.gwURL, key)
 }
 
 func (s *stack) liveGatewayKeys() map[string]bool {

@@ -22,6 +22,7 @@ import (
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/providers/vendorhttp"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
@@ -85,14 +86,7 @@ func (o *Operator) sleep(ctx context.Context, d time.Duration) error {
 	if o.Sleep != nil {
 		return o.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return vendorhttp.Sleep(ctx, d)
 }
 
 func (o *Operator) pollInterval() time.Duration {

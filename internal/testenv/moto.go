@@ -1,6 +1,8 @@
 // Package testenv starts the real parts tests run against: moto_server on
-// 127.0.0.1 and a free port, stopped by the test that started it, and AWS SDK
-// configurations pointed at it.
+// 127.0.0.1 and a free port, stopped by the test that started it, AWS SDK
+// configurations pointed at it, and compiled functions under the runtime
+// emulator; with the checks tests share on them (a secret's stages and
+// values, a key's ping to the reference gateway).
 package testenv
 
 import (

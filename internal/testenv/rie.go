@@ -10,11 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyrotor/keyrotor/internal/rie"
 )
 
 // RepoRoot returns the module root (the folder holding go.mod).
@@ -68,32 +69,11 @@ func BuildFunction(t testing.TB, name string) string {
 // RIEPath finds the Lambda Runtime Interface Emulator (make tools installs it).
 func RIEPath(t testing.TB) string {
 	t.Helper()
-	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
-		return p
-	}
-	for _, dir := range []string{os.Getenv("GOBIN"), filepath.Join(goEnv("GOPATH"), "bin")} {
-		if dir == "" {
-			continue
-		}
-		if p := filepath.Join(dir, "aws-lambda-rie"); fileExists(p) {
-			return p
-		}
-	}
-	t.Fatal("aws-lambda-rie is not installed: run `make tools` (see README)")
-	return ""
-}
-
-func goEnv(name string) string {
-	out, err := exec.Command("go", "env", name).Output()
+	p, err := rie.Find()
 	if err != nil {
-		return ""
+		t.Fatalf("%v (see README)", err)
 	}
-	return strings.TrimSpace(string(out))
-}
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
+	return p
 }
 
 // Function is a compiled function running under the runtime emulator.
@@ -129,15 +109,10 @@ func (l *lockedBuffer) String() string {
 func StartFunction(t testing.TB, name string, env []string) *Function {
 	t.Helper()
 	bootstrap := BuildFunction(t, name)
-	rie := RIEPath(t)
 	port, apiPort := FreePort(t), FreePort(t)
-	cmd := exec.Command(rie,
-		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort),
-		"--log-level", "error",
-		bootstrap)
+	cmd := rie.Command(RIEPath(t), bootstrap, port, apiPort, "--log-level", "error")
 	cmd.Env = append(append(os.Environ(), "AWS_LAMBDA_FUNCTION_NAME="+name, "AWS_LAMBDA_FUNCTION_TIMEOUT=60"), env...)
-	f := &Function{Name: name, URL: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", port),
+	f := &Function{Name: name, URL: rie.InvokeURL(port),
 		cmd: cmd, done: make(chan struct{}), logs: &lockedBuffer{}}
 	cmd.Stdout, cmd.Stderr = f.logs, f.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -196,6 +196,59 @@ type Options struct {
 	ErrorSchema string
 }
 
+// FaultHeader marks a response a fake's injected fault sent instead of the
+// vendor's answer: Fragments.Validate checks the request of such an
+// exchange only.
+const FaultHeader = "X-Fault"
+
+// Fragments are a vendor's fragments in ../shared/provider-specs and how
+// its exchanges are checked against them.
+type Fragments struct {
+	// Files are the fragment files (e.g. "sendgrid.yaml").
+	Files []string
+	// Route returns the file an exchange of the URL path is checked
+	// against; nil checks every exchange against Files[0].
+	Route func(path string) string
+	// Patch, when set, returns the path of a copy of the fragment at
+	// specPath to check against instead, mending a defect the Options
+	// cannot (Twilio's path-level servers).
+	Patch func(t testing.TB, specPath string) string
+	// Options adjust validation to the fragments' known defects.
+	Options *Options
+}
+
+// Validate fails t for every exchange that its fragment does not accept;
+// exchanges whose response carries FaultHeader have their request
+// validated only. It fails t when a fragment is absent: look Files up
+// first (Lookup) to skip instead.
+func (fr Fragments) Validate(t testing.TB, exchanges []Exchange) {
+	t.Helper()
+	byFile := map[string][]Exchange{}
+	for _, ex := range exchanges {
+		if ex.RespHeader.Get(FaultHeader) != "" {
+			ex.Status = 0
+		}
+		file := fr.Files[0]
+		if fr.Route != nil {
+			file = fr.Route(ex.URL.Path)
+		}
+		byFile[file] = append(byFile[file], ex)
+	}
+	for _, file := range fr.Files {
+		if len(byFile[file]) == 0 {
+			continue
+		}
+		path, err := Lookup(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fr.Patch != nil {
+			path = fr.Patch(t, path)
+		}
+		Validate(t, path, byFile[file], fr.Options)
+	}
+}
+
 // Validate fails t for every exchange the spec does not accept.
 func Validate(t testing.TB, specPath string, exchanges []Exchange, opts *Options) {
 	t.Helper()

@@ -170,6 +170,52 @@ func TestValidateFailsTheTest(t *testing.T) {
 	}
 }
 
+func TestFragmentsValidate(t *testing.T) {
+	Spec(t, "sendgrid.yaml")
+	Spec(t, "datadog.yaml")
+	good := exchange(t, "GET", "/v3/scopes", "Bearer k", "", 200, `{"scopes":["mail.send"]}`)
+	badResp := exchange(t, "POST", "/v3/api_keys", "Bearer SG.admin", `{"name":"n"}`, 201, `{"api_key":5}`)
+	badReq := exchange(t, "POST", "/v3/scopes", "Bearer k", "", 200, `{"scopes":["mail.send"]}`)
+	faulted := func(ex Exchange) Exchange {
+		ex.RespHeader = ex.RespHeader.Clone()
+		ex.RespHeader.Set(FaultHeader, "1")
+		return ex
+	}
+	sendgrid := Fragments{Files: []string{"sendgrid.yaml"}}
+	patched := 0
+	routed := Fragments{Files: []string{"datadog.yaml", "sendgrid.yaml"},
+		Route: func(path string) string {
+			if strings.HasPrefix(path, "/v3/") {
+				return "sendgrid.yaml"
+			}
+			return "datadog.yaml"
+		},
+		Patch: func(_ testing.TB, specPath string) string { patched++; return specPath },
+	}
+	for _, tc := range []struct {
+		name     string
+		fr       Fragments
+		ex       []Exchange
+		wantFail bool
+	}{
+		{"good", sendgrid, []Exchange{good}, false},
+		{"bad response", sendgrid, []Exchange{badResp}, true},
+		{"bad response of a fault: request only", sendgrid, []Exchange{faulted(badResp)}, false},
+		{"bad request of a fault", sendgrid, []Exchange{faulted(badReq)}, true},
+		{"routed to its fragment", routed, []Exchange{good}, false},
+		{"unrouted: the first fragment", Fragments{Files: routed.Files}, []Exchange{good}, true},
+	} {
+		ft := &fakeT{TB: t}
+		tc.fr.Validate(ft, tc.ex)
+		if ft.failed != tc.wantFail {
+			t.Errorf("%s: failed = %v, want %v", tc.name, ft.failed, tc.wantFail)
+		}
+	}
+	if patched != 1 {
+		t.Errorf("Patch called %d times, want 1 (for sendgrid.yaml, the only fragment with exchanges)", patched)
+	}
+}
+
 func TestSpecsDirSkipsWhenAbsent(t *testing.T) {
 	t.Setenv(SpecsEnv, filepath.Join(t.TempDir(), "missing"))
 	var skipped bool

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/providers/contracttest"
 	"github.com/keyrotor/keyrotor/providers/datadog"
 	"github.com/keyrotor/keyrotor/providers/providertest"
+	"github.com/keyrotor/keyrotor/providers/vendorfake"
 	"github.com/keyrotor/keyrotor/providers/vendorhttp"
 )
 
@@ -150,23 +152,6 @@ func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f
 
 // fault answers matching requests with status and body, at most times
 // times (0 for always), and marks its answers for checkContract.
-func fault(match func(*http.Request) bool, times int32, status int, body string, header ...string) func(http.ResponseWriter, *http.Request) bool {
-	var n atomic.Int32
-	return func(w http.ResponseWriter, r *http.Request) bool {
-		if !match(r) || (times > 0 && n.Add(1) > times) {
-			return false
-		}
-		w.Header().Set("X-Fault", "1")
-		for i := 0; i+1 < len(header); i += 2 {
-			w.Header().Set(header[i], header[i+1])
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(body))
-		return true
-	}
-}
-
 func is(method, path string) func(*http.Request) bool {
 	return func(r *http.Request) bool { return r.Method == method && strings.HasPrefix(r.URL.Path, path) }
 }
@@ -188,7 +173,7 @@ func TestFaults(t *testing.T) {
 		for _, status := range []int{401, 403} {
 			f := startFake(t)
 			p, owner := f.setup(t, variants["APIKey"], nil)
-			f.Fault = fault(is("GET", "/api/v2/api_keys"), 0, status, `{"errors":["Forbidden SECRETVALUE"]}`)
+			f.Fault = vendorfake.Respond(is("GET", "/api/v2/api_keys"), 0, status, `{"errors":["Forbidden SECRETVALUE"]}`)
 			_, err := p.ListKeys(ctx, owner, "keyrotor-")
 			if !providers.IsKind(err, providers.Permission) {
 				t.Fatalf("%d: ListKeys = %v, want Permission", status, err)
@@ -223,7 +208,7 @@ func TestFaults(t *testing.T) {
 		p, owner := f.setup(t, variants["APIKey"], func(c *datadog.Config) {
 			c.HTTP.Sleep = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
 		})
-		f.Fault = fault(is("POST", "/api/v2/api_keys"), 1, 429, `{"errors":["Too many requests"]}`, "Retry-After", "3")
+		f.Fault = vendorfake.Respond(is("POST", "/api/v2/api_keys"), 1, 429, `{"errors":["Too many requests"]}`, "Retry-After", "3")
 		c := create(t, p, owner, "t1")
 		if len(waits) != 1 || waits[0] != 3*time.Second {
 			t.Fatalf("waits %v, want [3s]", waits)
@@ -238,7 +223,7 @@ func TestFaults(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, variants["APIKey"], nil)
 		k := create(t, p, owner, "t1")
-		f.Fault = fault(is("GET", "/api/v1/validate"), 1, 502, `{"errors":["Bad Gateway"]}`)
+		f.Fault = vendorfake.Respond(is("GET", "/api/v1/validate"), 1, 502, `{"errors":["Bad Gateway"]}`)
 		if err := p.Verify(ctx, k); err != nil {
 			t.Fatalf("Verify = %v, want success after a retry", err)
 		}
@@ -258,7 +243,7 @@ func TestFaults(t *testing.T) {
 			}
 			posts.Add(1)
 			<-r.Context().Done() // hang until the client gives up
-			w.Header().Set("X-Fault", "1")
+			w.Header().Set(contracttest.FaultHeader, "1")
 			return true
 		}
 		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "s", KeyName: "k", Owner: owner})
@@ -273,7 +258,7 @@ func TestFaults(t *testing.T) {
 	t.Run("MalformedBody", func(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, variants["APIKey"], nil)
-		f.Fault = fault(is("POST", "/api/v2/api_keys"), 0, 201, `{"data":{"id":"x","attributes":{"key":"SECRETVALUE`)
+		f.Fault = vendorfake.Respond(is("POST", "/api/v2/api_keys"), 0, 201, `{"data":{"id":"x","attributes":{"key":"SECRETVALUE`)
 		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "s", KeyName: "k", Owner: owner})
 		if err == nil || strings.Contains(err.Error(), "SECRETVALUE") {
 			t.Fatalf("Create = %v, want an error that does not quote the body", err)

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/providers/contracttest"
 	"github.com/keyrotor/keyrotor/providers/providertest"
 	"github.com/keyrotor/keyrotor/providers/twilio"
+	"github.com/keyrotor/keyrotor/providers/vendorfake"
 )
 
 const unknownSID = "SK00000000000000000000000000000000"
@@ -156,23 +158,6 @@ func TestInvalidSecrets(t *testing.T) {
 
 // fault answers matching requests with status, body and headers, at most
 // times times (0 for always), and marks its answers for checkContract.
-func fault(match func(*http.Request) bool, times int32, status int, body string, header ...string) func(http.ResponseWriter, *http.Request) bool {
-	var n atomic.Int32
-	return func(w http.ResponseWriter, r *http.Request) bool {
-		if !match(r) || (times > 0 && n.Add(1) > times) {
-			return false
-		}
-		w.Header().Set("X-Fault", "1")
-		for i := 0; i+1 < len(header); i += 2 {
-			w.Header().Set(header[i], header[i+1])
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(body))
-		return true
-	}
-}
-
 func is(method, pathSuffix string) func(*http.Request) bool {
 	return func(r *http.Request) bool { return r.Method == method && strings.HasSuffix(r.URL.Path, pathSuffix) }
 }
@@ -196,7 +181,7 @@ func TestFaults(t *testing.T) {
 		for _, status := range []int{401, 403} {
 			f := startFake(t)
 			p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
-			f.Fault = fault(is("GET", "/Keys.json"), 0, status, leakyBody)
+			f.Fault = vendorfake.Respond(is("GET", "/Keys.json"), 0, status, leakyBody)
 			_, err := p.ListKeys(ctx, owner, "keyrotor-")
 			if !providers.IsKind(err, providers.Permission) {
 				t.Fatalf("%d: ListKeys = %v, want Permission", status, err)
@@ -233,7 +218,7 @@ func TestFaults(t *testing.T) {
 		p, owner := f.setup(t, twilio.KeyTypeStandard, func(c *twilio.Config) {
 			c.HTTP.Sleep = func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
 		})
-		f.Fault = fault(is("POST", "/Keys.json"), 1, 429, `{"code":20429,"message":"Too Many Requests","more_info":"","status":429}`, "Retry-After", "7")
+		f.Fault = vendorfake.Respond(is("POST", "/Keys.json"), 1, 429, `{"code":20429,"message":"Too Many Requests","more_info":"","status":429}`, "Retry-After", "7")
 		c := create(t, p, owner, "t1")
 		if len(waits) != 1 || waits[0] != 7*time.Second {
 			t.Fatalf("waits %v, want [7s]", waits)
@@ -248,7 +233,7 @@ func TestFaults(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
 		first := create(t, p, owner, "t1")
-		f.Fault = fault(is("DELETE", ".json"), 1, 503, `{"code":20500,"message":"Service Unavailable","more_info":"","status":503}`)
+		f.Fault = vendorfake.Respond(is("DELETE", ".json"), 1, 503, `{"code":20500,"message":"Service Unavailable","more_info":"","status":503}`)
 		if err := p.Revoke(ctx, owner, first.KeyID); err != nil {
 			t.Fatalf("Revoke = %v, want success after a retry", err)
 		}
@@ -265,7 +250,7 @@ func TestFaults(t *testing.T) {
 		f.Fault = func(w http.ResponseWriter, r *http.Request) bool {
 			posts.Add(1)
 			<-r.Context().Done() // hang until the client gives up
-			w.Header().Set("X-Fault", "1")
+			w.Header().Set(contracttest.FaultHeader, "1")
 			return true
 		}
 		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "s", KeyName: "k", Owner: owner})
@@ -280,7 +265,7 @@ func TestFaults(t *testing.T) {
 	t.Run("MalformedBody", func(t *testing.T) {
 		f := startFake(t)
 		p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
-		f.Fault = fault(is("POST", "/Keys.json"), 0, 201, `{"sid":"SK1","secret":"SECRETVALUE`)
+		f.Fault = vendorfake.Respond(is("POST", "/Keys.json"), 0, 201, `{"sid":"SK1","secret":"SECRETVALUE`)
 		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "s", KeyName: "k", Owner: owner})
 		if err == nil || strings.Contains(err.Error(), "SECRETVALUE") {
 			t.Fatalf("Create = %v, want an error that does not quote the body", err)

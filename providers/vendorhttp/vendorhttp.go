@@ -138,7 +138,7 @@ func New(cfg Config) (*Client, error) {
 		c.attemptMax = DefaultAttemptTimeout
 	}
 	if c.sleep == nil {
-		c.sleep = sleep
+		c.sleep = Sleep
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -534,7 +534,9 @@ func statusText(status int) string {
 	return fmt.Sprintf("vendor answered %d", status)
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx is done (it then returns ctx.Err()): the
+// default of Config.Sleep.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -173,30 +173,12 @@ func (c *cli) gatewaySecret(name string, grace time.Duration) {
 
 func (c *cli) read(secret, stage string) providers.Credential {
 	c.t.Helper()
-	out, err := c.sm().GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(secret), VersionStage: aws.String(stage)})
-	if err != nil {
-		c.t.Fatalf("read %s of %s: %v", stage, secret, err)
-	}
-	cred, err := providers.ParseSecret(aws.ToString(out.SecretString))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return cred
+	return testenv.ReadSecret(c.t, c.sm(), secret, stage)
 }
 
 func (c *cli) stages(secret string) map[string][]string {
 	c.t.Helper()
-	d, err := c.sm().DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secret)})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	out := map[string][]string{}
-	for id, st := range d.VersionIdsToStages {
-		if len(st) > 0 {
-			out[id] = st
-		}
-	}
-	return out
+	return testenv.Stages(c.t, c.sm(), secret)
 }
 
 // liveKeys returns the ids of the gateway's live keys minted for secret.
@@ -213,14 +195,7 @@ func (c *cli) liveKeys(secret string) map[string]bool {
 
 func (c *cli) ping(key string) int {
 	c.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, c.s.GatewayURL+"/v1/ping", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return testenv.GatewayPing(c.t, c.s.GatewayURL, key)
 }
 
 func (c *cli) status(secret string) operator.Status {

@@ -13,7 +13,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -23,20 +22,20 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/providers/contracttest"
+	"github.com/keyrotor/keyrotor/providers/vendorfake"
 )
 
 // Server is the fake Cloudflare. Hold Mu while reading or changing Tokens
-// or Limits, or calling Add or ScopeCount.
+// or Limits, or calling Add or ScopeCount. Faults (Inject, Release) answer
+// requests instead of the fake; Count counts the requests (its path with
+// /client/v4).
 type Server struct {
-	Mu          sync.Mutex
-	Tokens      map[string]*Token // by id
-	Limits      map[string]int    // by scope ("" = user, else account id)
-	byValue     map[string]*Token
-	n           int
-	faults      []Fault
-	calls       map[string]int
-	release     chan struct{}
-	releaseOnce sync.Once
+	vendorfake.Faults
+	Mu      sync.Mutex
+	Tokens  map[string]*Token // by id
+	Limits  map[string]int    // by scope ("" = user, else account id)
+	byValue map[string]*Token
+	n       int
 }
 
 // Token is one API token; Account is "" for a user token.
@@ -50,13 +49,7 @@ type Token struct {
 // Fault answers the next request matching Method and the Path prefix
 // (after /client/v4) instead of the fake: with Status, Header and Body, or,
 // with Hang, never (until the request is cancelled or Release is called).
-type Fault struct {
-	Method, Path string
-	Status       int
-	Header       map[string]string
-	Body         string
-	Hang         bool
-}
+type Fault = vendorfake.Fault
 
 // Permission groups, accounts and the management token.
 const (
@@ -79,8 +72,9 @@ var SpecFiles = []string{"cloudflare.yaml"}
 // New returns a fake holding the user token AdminValue, which may manage
 // tokens, and knowing Account.
 func New() *Server {
-	f := &Server{Tokens: map[string]*Token{}, byValue: map[string]*Token{}, calls: map[string]int{},
-		Limits: map[string]int{"": MaxUserTokens, Account: MaxAccountTokens}, release: make(chan struct{})}
+	f := &Server{Tokens: map[string]*Token{}, byValue: map[string]*Token{},
+		Limits: map[string]int{"": MaxUserTokens, Account: MaxAccountTokens}}
+	f.Faults.Prefix = "/client/v4"
 	f.Add("", "admin", []map[string]any{Policy(WriteTokens)}, AdminValue)
 	return f
 }
@@ -110,24 +104,6 @@ func (f *Server) Add(acct, name string, policies []map[string]any, value string)
 	f.Tokens[t.ID] = t
 	f.byValue[value] = t
 	return t
-}
-
-// Inject queues faults.
-func (f *Server) Inject(fs ...Fault) {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	f.faults = append(f.faults, fs...)
-}
-
-// Release ends every hanging fault, now and later. Call it before closing
-// the HTTP server.
-func (f *Server) Release() { f.releaseOnce.Do(func() { close(f.release) }) }
-
-// Count returns how many requests had method and path (with /client/v4).
-func (f *Server) Count(method, path string) int {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	return f.calls[method+" "+path]
 }
 
 // TokenIDs returns the IDs of the tokens of account acct ("" for user
@@ -206,28 +182,10 @@ var scopeRE = regexp.MustCompile(`^/client/v4(?:/user|/accounts/([^/]+))/tokens(
 
 // ServeHTTP serves the token API.
 func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.Mu.Lock()
-	f.calls[r.Method+" "+r.URL.Path]++
-	for i, ft := range f.faults {
-		if ft.Method == r.Method && strings.HasPrefix(r.URL.Path, "/client/v4"+ft.Path) {
-			f.faults = append(f.faults[:i], f.faults[i+1:]...)
-			f.Mu.Unlock()
-			if ft.Hang {
-				select {
-				case <-r.Context().Done():
-				case <-f.release:
-				}
-				return
-			}
-			for k, v := range ft.Header {
-				w.Header().Set(k, v)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(ft.Status)
-			_, _ = io.WriteString(w, ft.Body)
-			return
-		}
+	if f.Faults.Answer(w, r) {
+		return
 	}
+	f.Mu.Lock()
 	defer f.Mu.Unlock()
 
 	m := scopeRE.FindStringSubmatch(r.URL.Path)
@@ -375,11 +333,7 @@ var contractOptions = &contracttest.Options{
 func Validate(t testing.TB, exchanges []contracttest.Exchange) {
 	t.Helper()
 	NoRolls(t, exchanges)
-	spec, err := contracttest.Lookup(SpecFiles[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	contracttest.Validate(t, spec, exchanges, contractOptions)
+	contracttest.Fragments{Files: SpecFiles, Options: contractOptions}.Validate(t, exchanges)
 }
 
 // NoRolls fails t for every exchange that rolled a token.

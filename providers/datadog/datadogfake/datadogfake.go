@@ -37,8 +37,9 @@ type Server struct {
 	// MaxKeys is the limit reported in meta (0: 50 per kind) and enforced.
 	MaxKeys int
 	// Fault, when set (before serving), may answer a request itself (it
-	// returns true). A fault's answer should carry an X-Fault header, so
-	// that Validate checks its request only.
+	// returns true), as vendorfake.Respond does. A fault's answer should
+	// carry contracttest.FaultHeader, so that Validate checks its request
+	// only.
 	Fault func(w http.ResponseWriter, r *http.Request) bool
 }
 
@@ -318,30 +319,15 @@ func (f *Server) KeyCount() int {
 
 // Validate fails t for every exchange that Datadog's fragments do not
 // accept (/api/v1/validate against datadog-v1-validate.yaml, the rest
-// against datadog.yaml); exchanges answered by a fault (an X-Fault header)
+// against datadog.yaml); exchanges answered by a fault (contracttest.FaultHeader)
 // have their request validated only. It fails t when a fragment is absent:
 // look SpecFiles up first (contracttest.Lookup) to skip instead.
 func Validate(t testing.TB, exchanges []contracttest.Exchange) {
 	t.Helper()
-	bySpec := map[string][]contracttest.Exchange{}
-	for _, ex := range exchanges {
-		if ex.RespHeader.Get("X-Fault") != "" {
-			ex.Status = 0
+	contracttest.Fragments{Files: SpecFiles, Route: func(path string) string {
+		if strings.HasPrefix(path, "/api/v1/") {
+			return SpecFiles[1]
 		}
-		spec := SpecFiles[0]
-		if strings.HasPrefix(ex.URL.Path, "/api/v1/") {
-			spec = SpecFiles[1]
-		}
-		bySpec[spec] = append(bySpec[spec], ex)
-	}
-	for _, spec := range SpecFiles {
-		if len(bySpec[spec]) == 0 {
-			continue
-		}
-		path, err := contracttest.Lookup(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		contracttest.Validate(t, path, bySpec[spec], nil)
-	}
+		return SpecFiles[0]
+	}}.Validate(t, exchanges)
 }

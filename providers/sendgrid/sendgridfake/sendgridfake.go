@@ -12,13 +12,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/keyrotor/keyrotor/providers/contracttest"
+	"github.com/keyrotor/keyrotor/providers/vendorfake"
 )
 
 // AdminKey is the management key every new Server holds.
@@ -35,18 +35,15 @@ var SpecFiles = []string{"sendgrid.yaml"}
 var AdminScopes = []string{"api_keys.create", "api_keys.read", "api_keys.update", "api_keys.delete", "mail.send"}
 
 // Server is the fake SendGrid. Hold Mu while reading or changing Keys or
-// Limit, or calling Add.
+// Limit, or calling Add. Faults (Inject, Release) answer requests instead
+// of the fake; Count counts the requests.
 type Server struct {
-	Mu     sync.Mutex
-	Keys   map[string]*Key // by key value
-	Limit  int             // keys per user (MaxKeys)
-	order  []string        // key values in creation order
-	n      int
-	faults []Fault
-	calls  map[string]int // "METHOD /path" → count
-	// release ends the hanging faults.
-	release     chan struct{}
-	releaseOnce sync.Once
+	vendorfake.Faults
+	Mu    sync.Mutex
+	Keys  map[string]*Key // by key value
+	Limit int             // keys per user (MaxKeys)
+	order []string        // key values in creation order
+	n     int
 }
 
 // Key is one API key.
@@ -58,17 +55,11 @@ type Key struct {
 // Fault answers the next request matching Method and the Path prefix
 // instead of the fake: with Status, Header and Body, or, with Hang, never
 // (until the request is cancelled or Release is called).
-type Fault struct {
-	Method, Path string
-	Status       int
-	Header       map[string]string
-	Body         string
-	Hang         bool
-}
+type Fault = vendorfake.Fault
 
 // New returns a fake holding AdminKey.
 func New() *Server {
-	f := &Server{Keys: map[string]*Key{}, Limit: MaxKeys, calls: map[string]int{}, release: make(chan struct{})}
+	f := &Server{Keys: map[string]*Key{}, Limit: MaxKeys}
 	f.Add("admin", AdminScopes, AdminKey)
 	return f
 }
@@ -106,24 +97,6 @@ func rnd(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Inject queues faults.
-func (f *Server) Inject(fs ...Fault) {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	f.faults = append(f.faults, fs...)
-}
-
-// Release ends every hanging fault, now and later. Call it before closing
-// the HTTP server.
-func (f *Server) Release() { f.releaseOnce.Do(func() { close(f.release) }) }
-
-// Count returns how many requests had method and path.
-func (f *Server) Count(method, path string) int {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	return f.calls[method+" "+path]
-}
-
 func (f *Server) byID(id string) *Key {
 	for _, v := range f.order {
 		if k := f.Keys[v]; k != nil && k.ID == id {
@@ -146,28 +119,10 @@ func sgError(w http.ResponseWriter, status int, msg string) {
 
 // ServeHTTP serves the API keys API.
 func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.Mu.Lock()
-	f.calls[r.Method+" "+r.URL.Path]++
-	for i, ft := range f.faults {
-		if ft.Method == r.Method && strings.HasPrefix(r.URL.Path, ft.Path) {
-			f.faults = append(f.faults[:i], f.faults[i+1:]...)
-			f.Mu.Unlock()
-			if ft.Hang {
-				select {
-				case <-r.Context().Done():
-				case <-f.release:
-				}
-				return
-			}
-			for k, v := range ft.Header {
-				w.Header().Set(k, v)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(ft.Status)
-			_, _ = io.WriteString(w, ft.Body)
-			return
-		}
+	if f.Faults.Answer(w, r) {
+		return
 	}
+	f.Mu.Lock()
 	defer f.Mu.Unlock()
 
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -248,9 +203,5 @@ func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (contracttest.Lookup) to skip instead.
 func Validate(t testing.TB, exchanges []contracttest.Exchange) {
 	t.Helper()
-	spec, err := contracttest.Lookup(SpecFiles[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	contracttest.Validate(t, spec, exchanges, nil)
+	contracttest.Fragments{Files: SpecFiles}.Validate(t, exchanges)
 }

@@ -39,8 +39,9 @@ type Server struct {
 	Keys     map[string]*Key   // by key SID
 	MaxKeys  int               // per account, 0 for none
 	// Fault, when set (before serving), may answer a request itself (it
-	// returns true). A fault's answer should carry an X-Fault header, so
-	// that Validate checks its request only.
+	// returns true), as vendorfake.Respond does. A fault's answer should
+	// carry contracttest.FaultHeader, so that Validate checks its request
+	// only.
 	Fault func(w http.ResponseWriter, r *http.Request) bool
 }
 
@@ -300,32 +301,17 @@ func (f *Server) instance(w http.ResponseWriter, r *http.Request, k *Key, iam bo
 
 // Validate fails t for every exchange that Twilio's fragments do not
 // accept (each path against its API's fragment); exchanges answered by a
-// fault (an X-Fault header) have their request validated only. It fails t
+// fault (contracttest.FaultHeader) have their request validated only. It fails t
 // when a fragment is absent: look SpecFiles up first (contracttest.Lookup)
 // to skip instead.
 func Validate(t testing.TB, exchanges []contracttest.Exchange) {
 	t.Helper()
-	bySpec := map[string][]contracttest.Exchange{}
-	for _, ex := range exchanges {
-		if ex.RespHeader.Get("X-Fault") != "" {
-			ex.Status = 0
+	contracttest.Fragments{Files: SpecFiles, Patch: validatableSpec, Route: func(path string) string {
+		if strings.HasPrefix(path, "/v1/") {
+			return SpecFiles[1]
 		}
-		spec := SpecFiles[0]
-		if strings.HasPrefix(ex.URL.Path, "/v1/") {
-			spec = SpecFiles[1]
-		}
-		bySpec[spec] = append(bySpec[spec], ex)
-	}
-	for _, spec := range SpecFiles {
-		if len(bySpec[spec]) == 0 {
-			continue
-		}
-		path, err := contracttest.Lookup(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		contracttest.Validate(t, validatableSpec(t, path), bySpec[spec], nil)
-	}
+		return SpecFiles[0]
+	}}.Validate(t, exchanges)
 }
 
 // pathServers matches the path-level servers of Twilio's fragments

@@ -1,0 +1,43 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor/providers"
+)
+
+// Stages returns the staging labels of secret by version id, leaving out
+// the versions without labels (moto keeps them).
+func Stages(t testing.TB, sm *secretsmanager.Client, secret string) map[string][]string {
+	t.Helper()
+	d, err := sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for id, st := range d.VersionIdsToStages {
+		if len(st) > 0 {
+			out[id] = st
+		}
+	}
+	return out
+}
+
+// ReadSecret returns the credential that the version of secret labelled
+// stage holds.
+func ReadSecret(t testing.TB, sm *secretsmanager.Client, secret, stage string) providers.Credential {
+	t.Helper()
+	out, err := sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(secret), VersionStage: aws.String(stage)})
+	if err != nil {
+		t.Fatalf("read %s of %s: %v", stage, secret, err)
+	}
+	c, err := providers.ParseSecret(aws.ToString(out.SecretString))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
