@@ -1,8 +1,11 @@
 // Command cloudflare is the Secrets Manager rotation function for Cloudflare API tokens: the
 // createSecret, setSecret, testSecret and finishSecret steps of package
-// rotation over the cloudflare provider. Configuration: package internal/function.
+// rotation over the cloudflare provider. Configuration: package internal/function/lambdafn.
 package main
 
-import "github.com/keyrotor/keyrotor/internal/function"
+import (
+	"github.com/keyrotor/keyrotor/internal/function/build/cloudflare"
+	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
+)
 
-func main() { function.StartRotation(function.Cloudflare) }
+func main() { lambdafn.StartRotation(cloudflare.Build) }
