@@ -179,3 +179,21 @@ func TestParseInterval(t *testing.T) {
 		}
 	}
 }
+
+func TestValidTagValue(t *testing.T) {
+	for s, want := range map[string]bool{
+		"":                              true,
+		"payment-service, billing":      false, // a comma is not allowed
+		"payment-service billing":       true,
+		"café_1/2=3+4-5@x:y.z":          true,
+		"a;b":                           false,
+		strings.Repeat("x", 256):        true,
+		strings.Repeat("é", 257):        false,
+		"tab\there":                     false,
+		"https://gateway.internal/keys": true,
+	} {
+		if got := validTagValue(s); got != want {
+			t.Errorf("validTagValue(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
