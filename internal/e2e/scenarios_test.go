@@ -18,6 +18,7 @@ import (
 	"github.com/keyrotor/keyrotor/client"
 	"github.com/keyrotor/keyrotor/infra/local"
 	"github.com/keyrotor/keyrotor/internal/function"
+	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/gateway"
@@ -143,7 +144,7 @@ func operatorFor(s *local.Stack) *operator.Operator {
 		}
 		return ""
 	}
-	clients := function.Clients{Config: s.Config(), SecretsManager: s.SecretsManager()}
+	clients := lambdafn.NewClients(s.Config())
 	return &operator.Operator{
 		SM: s.SecretsManager(),
 		Providers: func(name string) (providers.Provider, error) {

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
 )
@@ -20,7 +19,7 @@ const module = "github.com/keyrotor/keyrotor/"
 
 func testClients() lambdafn.Clients {
 	cfg := aws.Config{Region: "us-east-1"}
-	return lambdafn.Clients{Config: cfg, SecretsManager: secretsmanager.NewFromConfig(cfg)}
+	return lambdafn.NewClients(cfg)
 }
 
 func envOf(m map[string]string) lambdafn.Env { return func(k string) string { return m[k] } }

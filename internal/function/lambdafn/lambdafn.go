@@ -15,6 +15,7 @@ package lambdafn
 
 import (
 	"fmt"
+	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	"io"
 	"log/slog"
 	"os"
@@ -76,11 +77,17 @@ type Clients struct {
 	Config         aws.Config
 	SecretsManager *secretsmanager.Client
 	SQS            *sqs.Client
+	// Admin reads vendor management credentials (admin_secret_id), each
+	// kept for a minute in this process so that the steps of one rotation
+	// read it once.
+	Admin adminsecret.Reader
 }
 
 // NewClients builds the shared clients over the AWS configuration cfg.
 func NewClients(cfg aws.Config) Clients {
-	return Clients{Config: cfg, SecretsManager: secretsmanager.NewFromConfig(cfg), SQS: sqs.NewFromConfig(cfg)}
+	sm := secretsmanager.NewFromConfig(cfg)
+	return Clients{Config: cfg, SecretsManager: sm, SQS: sqs.NewFromConfig(cfg),
+		Admin: adminsecret.Reader{SM: sm, Cache: adminsecret.NewCache(0, nil)}}
 }
 
 // LambdaClients builds the shared clients over the configuration Config

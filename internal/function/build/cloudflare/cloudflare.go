@@ -7,7 +7,6 @@ package cloudflare
 import (
 	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
 	"github.com/keyrotor/keyrotor/providers"
-	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	provider "github.com/keyrotor/keyrotor/providers/cloudflare"
 )
 
@@ -16,5 +15,5 @@ const Name = provider.Name
 
 // Build builds the Cloudflare provider.
 func Build(env lambdafn.Env, c lambdafn.Clients) (providers.Provider, error) {
-	return provider.New(provider.Config{BaseURL: lambdafn.APIBaseURL(env, Name), Admin: adminsecret.Reader{SM: c.SecretsManager}})
+	return provider.New(provider.Config{BaseURL: lambdafn.APIBaseURL(env, Name), Admin: c.Admin})
 }

@@ -6,7 +6,6 @@ package sendgrid
 import (
 	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
 	"github.com/keyrotor/keyrotor/providers"
-	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	provider "github.com/keyrotor/keyrotor/providers/sendgrid"
 )
 
@@ -15,5 +14,5 @@ const Name = provider.Name
 
 // Build builds the SendGrid provider.
 func Build(env lambdafn.Env, c lambdafn.Clients) (providers.Provider, error) {
-	return provider.New(provider.Config{BaseURL: lambdafn.APIBaseURL(env, Name), Admin: adminsecret.Reader{SM: c.SecretsManager}})
+	return provider.New(provider.Config{BaseURL: lambdafn.APIBaseURL(env, Name), Admin: c.Admin})
 }

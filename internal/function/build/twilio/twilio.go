@@ -6,7 +6,6 @@ package twilio
 import (
 	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
 	"github.com/keyrotor/keyrotor/providers"
-	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	provider "github.com/keyrotor/keyrotor/providers/twilio"
 )
 
@@ -16,5 +15,5 @@ const Name = provider.Name
 // Build builds the Twilio provider.
 func Build(env lambdafn.Env, c lambdafn.Clients) (providers.Provider, error) {
 	base := lambdafn.APIBaseURL(env, Name)
-	return provider.New(provider.Config{APIBaseURL: base, IAMBaseURL: base, Admin: adminsecret.Reader{SM: c.SecretsManager}})
+	return provider.New(provider.Config{APIBaseURL: base, IAMBaseURL: base, Admin: c.Admin})
 }
