@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -15,15 +16,33 @@ import (
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
-// ImportOptions say what Import stores.
+// ImportOptions say what Import stores. String, GoString and LogValue never
+// show Key, and encoding/json leaves it out.
 type ImportOptions struct {
 	// Key is the new key, rolled by hand at the vendor.
-	Key string
+	Key string `json:"-"`
 	// KeyID is the vendor's id of the new key, if it has one.
 	KeyID string
 	// OldKeyExpiresAt is when the vendor expires the replaced key (chosen
 	// when it was rolled).
 	OldKeyExpiresAt time.Time
+}
+
+// String describes o without its key.
+func (o ImportOptions) String() string {
+	key := "<none>"
+	if o.Key != "" {
+		key = "<redacted>"
+	}
+	return fmt.Sprintf("operator.ImportOptions{key=%s key_id=%s old_key_expires_at=%s}", key, o.KeyID, o.OldKeyExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// GoString is String, so %#v does not print the key either.
+func (o ImportOptions) GoString() string { return o.String() }
+
+// LogValue lets slog log ImportOptions without the key.
+func (o ImportOptions) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("key_id", o.KeyID), slog.Time("old_key_expires_at", o.OldKeyExpiresAt))
 }
 
 // ImportResult is what Import stored.
@@ -78,12 +97,12 @@ func (o *Operator) Import(ctx context.Context, id string, opts ImportOptions) (I
 	next.CreatedAt = o.now().UTC().Truncate(time.Second)
 	res.PreviousKeyExpiresAt = opts.OldKeyExpiresAt.UTC().Truncate(time.Second)
 	if next, err = next.WithAttr(FieldPreviousKeyExpiresAt, res.PreviousKeyExpiresAt.Format(time.RFC3339)); err != nil {
-		return res, err
+		return res, fmt.Errorf("%s %s: record when the old key expires: %w; nothing was stored", op, id, err)
 	}
 	if cur.KeyID != "" {
 		res.PreviousKeyID = cur.KeyID
 		if next, err = next.WithAttr(FieldPreviousKeyID, cur.KeyID); err != nil {
-			return res, err
+			return res, fmt.Errorf("%s %s: record the previous key id: %w; nothing was stored", op, id, err)
 		}
 	} else if next.Attrs != nil {
 		delete(next.Attrs, FieldPreviousKeyID)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -24,19 +25,32 @@ type SecretsManager interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 }
 
-// Credential is a management credential.
+// Credential is a management credential. KeyID can be secret too: Datadog
+// keeps its application key there. So String, GoString and LogValue show
+// neither field, and encoding/json leaves both out: a Credential is read
+// from Secrets Manager and sent to the vendor, never serialized.
 type Credential struct {
-	Key   string
-	KeyID string
+	Key   string `json:"-"`
+	KeyID string `json:"-"`
 }
 
-// String never shows the key.
+// String never shows the key or the key id.
 func (c Credential) String() string {
-	return "adminsecret.Credential{key_id=" + c.KeyID + " key=<redacted>}"
+	return "adminsecret.Credential{key=" + redacted(c.Key) + " key_id=" + redacted(c.KeyID) + "}"
 }
 
 // GoString is String.
 func (c Credential) GoString() string { return c.String() }
+
+// LogValue lets slog log a Credential without its key or key id.
+func (c Credential) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+func redacted(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return "<redacted>"
+}
 
 // Reader reads management credentials. Without a Cache it caches nothing:
 // a rotated admin credential is used at the next call.

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrotor/keyrotor/internal/redacttest"
 	"github.com/keyrotor/keyrotor/internal/smfake"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/adminsecret"
@@ -98,4 +99,10 @@ func TestCacheKeepsNoError(t *testing.T) {
 func putCurrent(name, version, value string) *secretsmanager.PutSecretValueInput {
 	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(name), ClientRequestToken: aws.String(version),
 		SecretString: aws.String(value), VersionStages: []string{"AWSCURRENT"}}
+}
+
+func TestCredentialNeverShowsTheKeyOrKeyID(t *testing.T) {
+	// KeyID is secret for Datadog (the application key), so it is hidden too.
+	redacttest.Hidden(t, adminsecret.Credential{Key: "admin_secret_value_123", KeyID: "dd_application_key_456"},
+		"admin_secret_value_123", "dd_application_key_456")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -115,6 +116,16 @@ type token struct {
 	IssuedOn  string          `json:"issued_on"`
 	Value     string          `json:"value"`
 }
+
+// String describes t without its value (the token itself, which the create
+// answer carries), as do GoString and LogValue.
+func (t token) String() string { return "cloudflare.token{id=" + t.ID + " value=<redacted>}" }
+
+// GoString is String.
+func (t token) GoString() string { return t.String() }
+
+// LogValue lets slog log a token without its value.
+func (t token) LogValue() slog.Value { return slog.StringValue(t.String()) }
 
 // policy is what create accepts: no policy id, permission groups by id.
 type policy struct {

@@ -35,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -221,6 +222,17 @@ type keyAttributes struct {
 	DateLastUsed            *string   `json:"date_last_used,omitempty"`
 	LastUsedAt              *string   `json:"last_used_at,omitempty"`
 }
+
+// String describes a without its key, as do GoString and LogValue.
+func (a keyAttributes) String() string {
+	return "datadog.keyAttributes{name=" + a.Name + " key=<redacted>}"
+}
+
+// GoString is String.
+func (a keyAttributes) GoString() string { return a.String() }
+
+// LogValue lets slog log keyAttributes without the key.
+func (a keyAttributes) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
 type keyData struct {
 	ID         string        `json:"id,omitempty"`

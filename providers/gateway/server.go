@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -18,8 +19,9 @@ import (
 
 // ServerOptions configure the reference server.
 type ServerOptions struct {
-	// AdminToken authenticates the admin API (Authorization: Bearer). Required.
-	AdminToken string
+	// AdminToken authenticates the admin API (Authorization: Bearer).
+	// Required. String, GoString and LogValue never show it.
+	AdminToken string `json:"-"`
 	// MaxKeys is the number of live keys the server holds at most; 0 means no limit.
 	MaxKeys int
 	// PropagationDelay is how long after its creation a key is still refused
@@ -27,6 +29,26 @@ type ServerOptions struct {
 	PropagationDelay time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// String describes o without its admin token.
+func (o ServerOptions) String() string {
+	return fmt.Sprintf("gateway.ServerOptions{admin_token=%s max_keys=%d propagation_delay=%s}", redacted(o.AdminToken), o.MaxKeys, o.PropagationDelay)
+}
+
+// GoString is String, so %#v does not print the admin token either.
+func (o ServerOptions) GoString() string { return o.String() }
+
+// LogValue lets slog log ServerOptions without the admin token.
+func (o ServerOptions) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("max_keys", o.MaxKeys), slog.Duration("propagation_delay", o.PropagationDelay))
+}
+
+func redacted(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return "<redacted>"
 }
 
 // ServerKey describes a live key of the reference server, without its value.
@@ -39,9 +61,12 @@ type ServerKey struct {
 }
 
 // CreatedKey is a key just minted: the only place its value appears.
+// String, GoString and LogValue never show Key, and encoding/json leaves it
+// out (the POST /v1/keys answer, which must carry it, has its own wire
+// struct).
 type CreatedKey struct {
 	ServerKey
-	Key string
+	Key string `json:"-"`
 }
 
 // String never shows the key.
@@ -49,6 +74,11 @@ func (k CreatedKey) String() string { return "gateway.CreatedKey{id=" + k.ID + "
 
 // GoString is String.
 func (k CreatedKey) GoString() string { return k.String() }
+
+// LogValue lets slog log a CreatedKey without its key.
+func (k CreatedKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", k.ID), slog.String("name", k.Name), slog.Time("created_at", k.CreatedAt))
+}
 
 // PingCounts counts the /v1/ping requests a server accepted and refused.
 type PingCounts struct {
@@ -120,6 +150,21 @@ func NewServer(opts ServerOptions) *Server {
 	})
 	return s
 }
+
+// String describes s without its admin token or key hashes, which fmt
+// would otherwise print from the unexported fields.
+func (s *Server) String() string {
+	s.mu.Lock()
+	n := len(s.keys)
+	s.mu.Unlock()
+	return fmt.Sprintf("gateway.Server{live_keys=%d}", n)
+}
+
+// GoString is String.
+func (s *Server) GoString() string { return s.String() }
+
+// LogValue lets slog log a Server without its admin token.
+func (s *Server) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // ServeHTTP serves the gateway API. Every response carries an X-Request-Id.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

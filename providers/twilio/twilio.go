@@ -32,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -180,6 +181,15 @@ type key struct {
 	Secret       string          `json:"secret"`
 	Policy       json.RawMessage `json:"policy"`
 }
+
+// String describes k without its secret, as do GoString and LogValue.
+func (k key) String() string { return "twilio.key{sid=" + k.SID + " secret=<redacted>}" }
+
+// GoString is String.
+func (k key) GoString() string { return k.String() }
+
+// LogValue lets slog log a key without its secret.
+func (k key) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 func (k key) created() time.Time {
 	t, _ := time.Parse(time.RFC1123Z, k.DateCreated)
