@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -59,11 +60,11 @@ FILE:LINE: message, and validate exits 3.`,
 			}
 			entries := inv.Entries()
 			if !offline {
-				op, err := newOperator(cmd)
+				c, err := function.NewClients(cmd.Context())
 				if err != nil {
 					return err
 				}
-				if err := inventory.Check(cmd.Context(), op.SM, args[0], entries); err != nil {
+				if _, err := inventory.Check(cmd.Context(), c.SecretsManager, args[0], entries); err != nil {
 					return exitWith(cmd, inventoryProblems(cmd, err))
 				}
 			}
@@ -90,7 +91,9 @@ func (a *functionARNFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&a.stack, "stack", "", "the SAM stack name: find the function STACK-PROVIDER-rotation in Lambda")
 }
 
-func (a *functionARNFlags) resolver(cmd *cobra.Command) (inventory.FunctionARNs, error) {
+// resolver returns the function ARN of each provider; --stack looks each
+// provider up in Lambda once, with cfg.
+func (a *functionARNFlags) resolver(ctx context.Context, cfg aws.Config) (inventory.FunctionARNs, error) {
 	given := map[string]string{}
 	for _, kv := range a.arns {
 		p, arn, ok := strings.Cut(kv, "=")
@@ -99,7 +102,10 @@ func (a *functionARNFlags) resolver(cmd *cobra.Command) (inventory.FunctionARNs,
 		}
 		given[p] = arn
 	}
-	var lc *lambda.Client
+	var (
+		lc    *lambda.Client
+		found = map[string]string{}
+	)
 	return func(provider string) (string, error) {
 		if arn := given[provider]; arn != "" {
 			return arn, nil
@@ -108,19 +114,19 @@ func (a *functionARNFlags) resolver(cmd *cobra.Command) (inventory.FunctionARNs,
 			return arn, nil
 		}
 		if a.stack != "" {
+			if arn := found[provider]; arn != "" {
+				return arn, nil
+			}
 			if lc == nil {
-				c, err := function.NewClients(cmd.Context())
-				if err != nil {
-					return "", err
-				}
-				lc = lambda.NewFromConfig(c.Config)
+				lc = lambda.NewFromConfig(cfg)
 			}
 			name := a.stack + "-" + provider + "-rotation"
-			out, err := lc.GetFunction(cmd.Context(), &lambda.GetFunctionInput{FunctionName: aws.String(name)})
+			out, err := lc.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)})
 			if err != nil {
 				return "", fmt.Errorf("find the rotation function of %s: lambda.GetFunction(%s): %w", provider, name, err)
 			}
-			return aws.ToString(out.Configuration.FunctionArn), nil
+			found[provider] = aws.ToString(out.Configuration.FunctionArn)
+			return found[provider], nil
 		}
 		return "", fmt.Errorf("no rotation function for provider %q: pass --function-arn %s=ARN or --stack NAME, or set KEYROTOR_%s_FUNCTION_ARN", provider, provider, strings.ToUpper(provider))
 	}, nil
@@ -139,7 +145,7 @@ The rotation function of each provider comes from --function-arn PROVIDER=ARN, e
 variable KEYROTOR_<PROVIDER>_FUNCTION_ARN (the local stack exports them), else --stack.`,
 		Example: `  keyrotor inventory plan inventory.yaml --stack keyrotor`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			changes, err := inventoryPlan(cmd, args[0], &arns)
+			changes, _, err := inventoryPlan(cmd, args[0], &arns)
 			if err != nil {
 				return exitWith(cmd, err)
 			}
@@ -167,17 +173,13 @@ it cannot change, reports one progress line per secret on standard error, and ex
 secret failed.`,
 		Example: `  keyrotor inventory apply inventory.yaml --function-arn gateway=arn:aws:lambda:...`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			changes, err := inventoryPlan(cmd, args[0], &arns)
+			changes, sm, err := inventoryPlan(cmd, args[0], &arns)
 			if err != nil {
 				return exitWith(cmd, err)
 			}
-			op, err := newOperator(cmd)
-			if err != nil {
-				return err
-			}
 			stderr := cmd.ErrOrStderr()
 			changed, failed := 0, 0
-			err = inventory.Apply(cmd.Context(), op.SM, changes, func(done, total int, c inventory.Change, err error) {
+			err = inventory.Apply(cmd.Context(), sm, changes, func(done, total int, c inventory.Change, err error) {
 				status := "unchanged"
 				switch {
 				case err != nil:
@@ -228,24 +230,28 @@ func inventoryProblems(cmd *cobra.Command, err error) error {
 	return problemsError{fmt.Sprintf("%s: %d problems", ie.File, len(ie.Issues))}
 }
 
-func inventoryPlan(cmd *cobra.Command, file string, arns *functionARNFlags) ([]inventory.Change, error) {
+// inventoryPlan loads, checks and plans FILE with one AWS configuration,
+// and returns the Secrets Manager client apply goes on with.
+func inventoryPlan(cmd *cobra.Command, file string, arns *functionARNFlags) ([]inventory.Change, inventory.SecretsManager, error) {
 	inv, err := inventoryLoad(cmd, file)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	resolve, err := arns.resolver(cmd)
+	c, err := function.NewClients(cmd.Context())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	op, err := newOperator(cmd)
+	resolve, err := arns.resolver(cmd.Context(), c.Config)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	entries := inv.Entries()
-	if err := inventory.Check(cmd.Context(), op.SM, file, entries); err != nil {
-		return nil, inventoryProblems(cmd, err)
+	described, err := inventory.Check(cmd.Context(), c.SecretsManager, file, entries)
+	if err != nil {
+		return nil, nil, inventoryProblems(cmd, err)
 	}
-	return inventory.Plan(cmd.Context(), op.SM, entries, resolve)
+	changes, err := inventory.Plan(cmd.Context(), c.SecretsManager, entries, described, resolve)
+	return changes, c.SecretsManager, err
 }
 
 func printInventoryPlan(w io.Writer, changes []inventory.Change) {

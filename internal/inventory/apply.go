@@ -2,11 +2,13 @@ package inventory
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,12 +132,18 @@ type SecretsManager interface {
 	RotateSecret(ctx context.Context, in *secretsmanager.RotateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RotateSecretOutput, error)
 }
 
+// Described holds the DescribeSecret output of each secret, by the entry's
+// SecretID: what Check read, for Plan.
+type Described map[string]*secretsmanager.DescribeSecretOutput
+
 // Check runs the checks that need AWS: every secret exists, is not
 // scheduled for deletion, and holds a value naming the entry's provider.
-// Problems come back as an *Error with each entry's line; a failing call
-// (permission denied, endpoint down) as a plain error.
-func Check(ctx context.Context, sm SecretsManager, file string, entries []Entry) error {
+// It returns what it described, for Plan. Problems come back as an *Error
+// with each entry's line; a failing call (permission denied, endpoint down)
+// as a plain error.
+func Check(ctx context.Context, sm SecretsManager, file string, entries []Entry) (Described, error) {
 	var issues []Issue
+	described := Described{}
 	for _, e := range entries {
 		desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(e.SecretID)})
 		var nf *smtypes.ResourceNotFoundException
@@ -144,18 +152,19 @@ func Check(ctx context.Context, sm SecretsManager, file string, entries []Entry)
 			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q does not exist in Secrets Manager", e.SecretID)})
 			continue
 		case err != nil:
-			return fmt.Errorf("check secret %s: secretsmanager.DescribeSecret: %w", e.SecretID, err)
+			return nil, fmt.Errorf("check secret %s: secretsmanager.DescribeSecret: %w", e.SecretID, err)
 		case desc.DeletedDate != nil:
 			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q is scheduled for deletion", e.SecretID)})
 			continue
 		}
+		described[e.SecretID] = desc
 		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(e.SecretID), VersionStage: aws.String(rotation.Current)})
 		switch {
 		case errors.As(err, &nf):
 			issues = append(issues, Issue{e.Line, fmt.Sprintf("secret %q has no AWSCURRENT value; store at least {\"provider\":%q} and its provider fields", e.SecretID, e.Provider.Name)})
 			continue
 		case err != nil:
-			return fmt.Errorf("check secret %s: secretsmanager.GetSecretValue: %w", e.SecretID, err)
+			return nil, fmt.Errorf("check secret %s: secretsmanager.GetSecretValue: %w", e.SecretID, err)
 		}
 		cred, err := providers.ParseSecret(aws.ToString(out.SecretString))
 		switch {
@@ -166,9 +175,9 @@ func Check(ctx context.Context, sm SecretsManager, file string, entries []Entry)
 		}
 	}
 	if len(issues) > 0 {
-		return &Error{File: file, Issues: issues}
+		return nil, &Error{File: file, Issues: issues}
 	}
-	return nil
+	return described, nil
 }
 
 // FunctionARNs returns the ARN of the rotation function of a provider.
@@ -195,25 +204,32 @@ type Change struct {
 	Rotation *Rotation
 	// Notes explain the entry to the operator.
 	Notes []string
+	// pending are the versions labelled AWSPENDING but not AWSCURRENT when
+	// planned: a rotation in progress, which Apply must not disturb.
+	pending []string
 }
 
 // Empty reports whether the change does nothing.
 func (c Change) Empty() bool { return len(c.SetTags) == 0 && c.Rotation == nil }
 
 // Plan compares the entries with the secrets. It expects Check to have
-// passed.
-func Plan(ctx context.Context, sm SecretsManager, entries []Entry, arns FunctionARNs) ([]Change, error) {
+// passed, and uses what Check described; a secret missing from described
+// is described now.
+func Plan(ctx context.Context, sm SecretsManager, entries []Entry, described Described, arns FunctionARNs) ([]Change, error) {
 	var out []Change
 	for _, e := range entries {
-		desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(e.SecretID)})
-		if err != nil {
-			return nil, fmt.Errorf("plan secret %s: secretsmanager.DescribeSecret: %w", e.SecretID, err)
+		desc := described[e.SecretID]
+		if desc == nil {
+			var err error
+			if desc, err = sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(e.SecretID)}); err != nil {
+				return nil, fmt.Errorf("plan secret %s: secretsmanager.DescribeSecret: %w", e.SecretID, err)
+			}
 		}
 		have := map[string]string{}
 		for _, t := range desc.Tags {
 			have[aws.ToString(t.Key)] = aws.ToString(t.Value)
 		}
-		c := Change{Entry: e, SetTags: map[string]string{}}
+		c := Change{Entry: e, SetTags: map[string]string{}, pending: pendingVersions(desc)}
 		want := maps.Clone(e.Tags)
 		if e.Expression == "" {
 			c.Notes = append(c.Notes, fmt.Sprintf("%s has no key API: no rotation function; the schedule is a key-age reminder (rotate with `keyrotor import`)", e.Provider.Name))
@@ -280,33 +296,24 @@ func applyOne(ctx context.Context, sm SecretsManager, c Change) error {
 		return err
 	}
 	if r := c.Rotation; r != nil {
-		if pending, err := pendingVersions(ctx, sm, id); err != nil {
-			return err
-		} else if len(pending) > 0 {
-			return fmt.Errorf("apply to secret %s: a rotation is in progress (AWSPENDING on version %s); apply again once it is done", id, pending[0])
+		if len(c.pending) > 0 {
+			return fmt.Errorf("apply to secret %s: a rotation is in progress (AWSPENDING on version %s); apply again once it is done", id, c.pending[0])
 		}
-		if _, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
-			SecretId:          aws.String(id),
-			RotationLambdaARN: aws.String(r.FunctionARN),
-			RotationRules:     &smtypes.RotationRulesType{ScheduleExpression: aws.String(r.Expression), Duration: aws.String(r.Window)},
-			RotateImmediately: aws.Bool(false),
-		}); err != nil {
+		// Our own token names the version the schedule's test labels
+		// AWSPENDING, so that nothing else's is ever touched.
+		token := NewToken()
+		out, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
+			SecretId:           aws.String(id),
+			ClientRequestToken: aws.String(token),
+			RotationLambdaARN:  aws.String(r.FunctionARN),
+			RotationRules:      &smtypes.RotationRulesType{ScheduleExpression: aws.String(r.Expression), Duration: aws.String(r.Window)},
+			RotateImmediately:  aws.Bool(false),
+		})
+		if err != nil {
 			return fmt.Errorf("apply to secret %s: secretsmanager.RotateSecret (set the schedule): %w", id, err)
 		}
-		// With RotateImmediately=false, Secrets Manager runs testSecret on
-		// an AWSPENDING version and removes that label afterwards; moto
-		// leaves it, which would block every later rotation. Remove what is
-		// left (there was none before).
-		pending, err := pendingVersions(ctx, sm, id)
-		if err != nil {
+		if err := removeTestPending(ctx, sm, id, token, aws.ToString(out.VersionId)); err != nil {
 			return err
-		}
-		for _, v := range pending {
-			if _, err := sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
-				SecretId: aws.String(id), VersionStage: aws.String(rotation.Pending), RemoveFromVersionId: aws.String(v),
-			}); err != nil {
-				return fmt.Errorf("apply to secret %s: secretsmanager.UpdateSecretVersionStage (remove the test's AWSPENDING): %w", id, err)
-			}
 		}
 	}
 	if hasDigest {
@@ -334,19 +341,80 @@ func tag(ctx context.Context, sm SecretsManager, id string, set map[string]strin
 	return nil
 }
 
-// pendingVersions returns the versions labelled AWSPENDING but not
-// AWSCURRENT: a rotation in progress.
-func pendingVersions(ctx context.Context, sm SecretsManager, id string) ([]string, error) {
+// removeTestPending removes the AWSPENDING label that moto leaves after
+// RotateSecret with RotateImmediately=false, which would block every later
+// rotation. Secrets Manager labels a version AWSPENDING for its testSecret
+// and removes the label itself, asynchronously: apply must not race it. So
+// the label is removed only when all of these hold:
+//   - it is on token's version (apply's RotateSecret made it; another
+//     rotation, started at the same time, has its own token), and that
+//     version is not AWSCURRENT;
+//   - RotateSecret did not return token as the new version, as Secrets
+//     Manager does (moto returns the AWSCURRENT version);
+//   - the version holds a value, equal to AWSCURRENT's: moto's copy (Secrets
+//     Manager's test version has no value of its own).
+func removeTestPending(ctx context.Context, sm SecretsManager, id, token, returned string) error {
+	if returned == token {
+		return nil
+	}
 	desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
 	if err != nil {
-		return nil, fmt.Errorf("apply to secret %s: secretsmanager.DescribeSecret: %w", id, err)
+		return fmt.Errorf("apply to secret %s: secretsmanager.DescribeSecret: %w", id, err)
 	}
+	stages := desc.VersionIdsToStages[token]
+	if !slices.Contains(stages, rotation.Pending) || slices.Contains(stages, rotation.Current) {
+		return nil
+	}
+	pending, ok, err := secretString(ctx, sm, id, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionId: aws.String(token), VersionStage: aws.String(rotation.Pending)})
+	if err != nil || !ok {
+		return err
+	}
+	current, ok, err := secretString(ctx, sm, id, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionStage: aws.String(rotation.Current)})
+	if err != nil || !ok || current != pending {
+		return err
+	}
+	if _, err := sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId: aws.String(id), VersionStage: aws.String(rotation.Pending), RemoveFromVersionId: aws.String(token),
+	}); err != nil {
+		return fmt.Errorf("apply to secret %s: secretsmanager.UpdateSecretVersionStage (remove the test's AWSPENDING): %w", id, err)
+	}
+	return nil
+}
+
+// secretString reads a version's string value; ok is false when it has
+// none.
+func secretString(ctx context.Context, sm SecretsManager, id string, in *secretsmanager.GetSecretValueInput) (v string, ok bool, err error) {
+	out, err := sm.GetSecretValue(ctx, in)
+	var nf *smtypes.ResourceNotFoundException
+	switch {
+	case errors.As(err, &nf):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("apply to secret %s: secretsmanager.GetSecretValue (%s): %w", id, aws.ToString(in.VersionStage), err)
+	case out.SecretString == nil:
+		return "", false, nil
+	}
+	return *out.SecretString, true, nil
+}
+
+// NewToken returns a fresh ClientRequestToken: a random UUID (version 4).
+func NewToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// pendingVersions returns the versions labelled AWSPENDING but not
+// AWSCURRENT: a rotation in progress.
+func pendingVersions(desc *secretsmanager.DescribeSecretOutput) []string {
 	var out []string
 	for v, stages := range desc.VersionIdsToStages {
-		if containsString(stages, rotation.Pending) && !containsString(stages, rotation.Current) {
+		if slices.Contains(stages, rotation.Pending) && !slices.Contains(stages, rotation.Current) {
 			out = append(out, v)
 		}
 	}
 	sort.Strings(out)
-	return out, nil
+	return out
 }

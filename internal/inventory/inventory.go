@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -202,7 +203,7 @@ func (p *parser) fields(n *yaml.Node, known ...string) *fields {
 	f := &fields{p: p, node: n, values: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if !containsString(known, k.Value) {
+		if !slices.Contains(known, k.Value) {
 			p.add(k.Line, fmt.Sprintf("unknown field %q (known: %s)", k.Value, strings.Join(known, ", ")))
 			continue
 		}
@@ -358,7 +359,7 @@ func (p *parser) apiKey(n *yaml.Node) (APIKey, bool) {
 	}
 	check(good)
 	k.Criticality, good = f.str("criticality", false)
-	if good && k.Criticality != "" && !containsString(criticalities, k.Criticality) {
+	if good && k.Criticality != "" && !slices.Contains(criticalities, k.Criticality) {
 		p.add(f.line("criticality"), fmt.Sprintf("criticality %q is not one of %s", k.Criticality, strings.Join(criticalities, ", ")))
 		good = false
 	}
@@ -526,13 +527,4 @@ func (inv *Inventory) scheduleOf(k APIKey) (Schedule, bool) {
 		}
 	}
 	return Schedule{}, false
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -12,7 +12,6 @@ package operator
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/vendorhttp"
 	"github.com/keyrotor/keyrotor/rotation"
@@ -128,13 +128,7 @@ func (o *Operator) provider(name string) (providers.Provider, error) {
 }
 
 // NewUUID returns a random UUID (version 4).
-func NewUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+func NewUUID() string { return inventory.NewToken() }
 
 // RefusedError is returned when a precondition does not hold; nothing was
 // changed.
@@ -197,6 +191,11 @@ func (o *Operator) describe(ctx context.Context, op, id string) (*secret, error)
 	if desc.DeletedDate != nil {
 		return nil, refused(op, id, "the secret is scheduled for deletion")
 	}
+	return newSecret(id, desc), nil
+}
+
+// newSecret reads the tags and labels of a described secret.
+func newSecret(id string, desc *secretsmanager.DescribeSecretOutput) *secret {
 	s := &secret{id: id, desc: desc, tags: map[string]string{}, created: map[string]time.Time{}}
 	for _, t := range desc.Tags {
 		s.tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
@@ -214,7 +213,7 @@ func (o *Operator) describe(ctx context.Context, op, id string) (*secret, error)
 			s.pending = v
 		}
 	}
-	return s, nil
+	return s
 }
 
 // versionDates fills s.created with ListSecretVersionIds.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +13,11 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/internal/fakeprovider"
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/internal/smfake"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/revocation"
@@ -394,5 +397,98 @@ func TestImportTagsKeyCreatedAt(t *testing.T) {
 	}
 	if e.current(secret).KeyID != k3.ID {
 		t.Fatal("the key was not stored")
+	}
+}
+
+// listSM lists names with ListSecrets, as Secrets Manager does (tags,
+// rotation, labels), counts DescribeSecret calls, and reports rules.
+type listSM struct {
+	*fakeSM
+	names     []string
+	rules     *smtypes.RotationRulesType
+	described int
+}
+
+func (l *listSM) describe(ctx context.Context, id string) (*secretsmanager.DescribeSecretOutput, error) {
+	out, err := l.fakeSM.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
+	if err == nil {
+		out.RotationRules = l.rules
+	}
+	return out, err
+}
+
+func (l *listSM) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	l.described++
+	return l.describe(ctx, aws.ToString(in.SecretId))
+}
+
+func (l *listSM) ListSecrets(ctx context.Context, _ *secretsmanager.ListSecretsInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error) {
+	out := &secretsmanager.ListSecretsOutput{}
+	for _, n := range l.names {
+		d, err := l.describe(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out.SecretList = append(out.SecretList, smtypes.SecretListEntry{
+			ARN: d.ARN, Name: d.Name, CreatedDate: d.CreatedDate, LastRotatedDate: d.LastRotatedDate, RotationEnabled: d.RotationEnabled,
+			RotationLambdaARN: d.RotationLambdaARN, RotationRules: d.RotationRules, Tags: d.Tags, SecretVersionsToStages: d.VersionIdsToStages,
+		})
+	}
+	return out, nil
+}
+
+// Status with no argument reads the managed secrets from ListSecrets, with
+// no DescribeSecret, and shows what status SECRET shows.
+func TestStatusOfAllUsesListSecrets(t *testing.T) {
+	e := newEnv(t)
+	e.managedSecret("prod/b")
+	e.managedSecret("prod/a")
+	e.rotate("prod/a", "t-1")
+	e.sm.Create("prod/unmanaged", `{"provider":"fake","key":"k","key_id":"id"}`, nil)
+	l := &listSM{fakeSM: e.sm, names: []string{"prod/b", "prod/unmanaged", "prod/a"}}
+	e.op.SM = l
+	all, err := e.op.Status(context.Background(), nil, StatusOptions{NoVendor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.described != 0 {
+		t.Errorf("status with no argument called DescribeSecret %d times", l.described)
+	}
+	named, err := e.op.Status(context.Background(), []string{"prod/a", "prod/b"}, StatusOptions{NoVendor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(all, named) {
+		t.Errorf("status of all:\n%+v\nstatus of the names:\n%+v", all, named)
+	}
+}
+
+// A rotation function and the rules tag count as rotation enabled only
+// when Secrets Manager reports no ScheduleExpression (moto): a rotation
+// cancelled on AWS keeps both, and status reports it disabled, as the
+// auditor does.
+func TestStatusRotationDisabledDespiteRulesTag(t *testing.T) {
+	for _, tc := range []struct {
+		rules *smtypes.RotationRulesType
+		want  string
+	}{
+		{nil, RotationIdle}, // moto
+		{&smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(7)}, RotationIdle},
+		{&smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(7 days)")}, RotationDisabled},
+	} {
+		e := newEnv(t)
+		e.managedSecret("prod/a")
+		e.sm.SetRotationEnabled("prod/a", false)
+		e.sm.Tag("prod/a", inventory.TagRotationRules, "0123456789ab")
+		e.op.SM = &listSM{fakeSM: e.sm, names: []string{"prod/a"}, rules: tc.rules}
+		for _, ids := range [][]string{nil, {"prod/a"}} {
+			sts, err := e.op.Status(context.Background(), ids, StatusOptions{NoVendor: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sts) != 1 || sts[0].Rotation != tc.want {
+				t.Errorf("rules %+v, ids %v: status %+v, want rotation %s", tc.rules, ids, sts, tc.want)
+			}
+		}
 	}
 }

@@ -76,14 +76,30 @@ type StatusOptions struct {
 // not exist is an error; a problem with one secret is in its Problems.
 func (o *Operator) Status(ctx context.Context, ids []string, opts StatusOptions) ([]Status, error) {
 	if len(ids) == 0 {
-		var err error
-		if ids, err = o.managed(ctx); err != nil {
+		// ListSecrets gives what DescribeSecret would (tags, rotation,
+		// labels, dates): no DescribeSecret per secret.
+		entries, err := o.managed(ctx)
+		if err != nil {
 			return nil, err
 		}
+		out := make([]Status, 0, len(entries))
+		for _, e := range entries {
+			name := aws.ToString(e.Name)
+			st, err := o.status(ctx, newSecret(name, describedEntry(e)), e, opts)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, st)
+		}
+		return out, nil
 	}
 	out := make([]Status, 0, len(ids))
 	for _, id := range ids {
-		st, err := o.status(ctx, id, opts)
+		s, err := o.describe(ctx, "status", id)
+		if err != nil {
+			return nil, err
+		}
+		st, err := o.status(ctx, s, listEntry(s.desc), opts)
 		if err != nil {
 			return nil, err
 		}
@@ -92,9 +108,9 @@ func (o *Operator) Status(ctx context.Context, ids []string, opts StatusOptions)
 	return out, nil
 }
 
-// managed lists the names of the secrets tagged keyrotor:managed=true.
-func (o *Operator) managed(ctx context.Context) ([]string, error) {
-	var names []string
+// managed lists the secrets tagged keyrotor:managed=true, by name.
+func (o *Operator) managed(ctx context.Context) ([]smtypes.SecretListEntry, error) {
+	var list []smtypes.SecretListEntry
 	in := &secretsmanager.ListSecretsInput{}
 	for {
 		out, err := o.SM.ListSecrets(ctx, in)
@@ -102,9 +118,13 @@ func (o *Operator) managed(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("status: secretsmanager.ListSecrets: %w", err)
 		}
 		for _, e := range out.SecretList {
+			if e.DeletedDate != nil {
+				continue
+			}
 			for _, t := range e.Tags {
 				if aws.ToString(t.Key) == rotation.TagManaged && aws.ToString(t.Value) == "true" {
-					names = append(names, aws.ToString(e.Name))
+					list = append(list, e)
+					break
 				}
 			}
 		}
@@ -113,16 +133,14 @@ func (o *Operator) managed(ctx context.Context) ([]string, error) {
 		}
 		in.NextToken = out.NextToken
 	}
-	sort.Strings(names)
-	return names, nil
+	sort.Slice(list, func(i, j int) bool { return aws.ToString(list[i].Name) < aws.ToString(list[j].Name) })
+	return list, nil
 }
 
-func (o *Operator) status(ctx context.Context, id string, opts StatusOptions) (Status, error) {
+// status is the status of one secret: s as described (or listed), entry
+// its ListSecrets entry for the auditor's rules.
+func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretListEntry, opts StatusOptions) (Status, error) {
 	const op = "status"
-	s, err := o.describe(ctx, op, id)
-	if err != nil {
-		return Status{}, err
-	}
 	now := o.now()
 	st := Status{Secret: s.name(), Rotation: RotationIdle, Previous: PreviousNone, Problems: []string{}}
 	st.RotationEnabled = aws.ToBool(s.desc.RotationEnabled)
@@ -148,7 +166,7 @@ func (o *Operator) status(ctx context.Context, id string, opts StatusOptions) (S
 	st.Provider, st.KeyID = cur.Provider, cur.KeyID
 	// The auditor's rule; the value's own date, then the version's, only
 	// when Secrets Manager gave no date (emulators).
-	created := audit.KeySince(listEntry(s.desc), now)
+	created := audit.KeySince(entry, now)
 	if created.IsZero() {
 		created = cur.CreatedAt
 	}
@@ -178,9 +196,7 @@ func (o *Operator) status(ctx context.Context, id string, opts StatusOptions) (S
 			st.Rotation = RotationStuck
 			st.Problems = append(st.Problems, fmt.Sprintf("rotation stuck: AWSPENDING on version %s since %s (run `keyrotor unstick %s`)", s.pending, since.UTC().Format(time.RFC3339), st.Secret))
 		}
-	case !st.RotationEnabled && !manual && !(aws.ToString(s.desc.RotationLambdaARN) != "" && s.tags[inventory.TagRotationRules] != ""):
-		// (moto does not enable rotation for a ScheduleExpression; the
-		// rules tag says inventory apply set one.)
+	case !st.RotationEnabled && !manual && !rulesTagged(s):
 		st.Rotation = RotationDisabled
 		st.Problems = append(st.Problems, "rotation is not enabled (set it with `keyrotor inventory apply`)")
 	}
@@ -237,6 +253,30 @@ func (o *Operator) status(ctx context.Context, id string, opts StatusOptions) (S
 		st.Problems = append(st.Problems, fmt.Sprintf("previous key %s still live more than 24h after its grace period ended (revocation failing? check the dead-letter queue)", prev.KeyID))
 	}
 	return st, nil
+}
+
+// rulesTagged reports whether inventory apply set a rotation that an
+// emulator does not report: a rotation function, the rules tag, and no
+// ScheduleExpression (moto returns none, and does not enable rotation for
+// one). Secrets Manager returns the expression, so a cancelled rotation,
+// which keeps the function and the tag, still counts as disabled, as the
+// auditor counts it.
+func rulesTagged(s *secret) bool {
+	if r := s.desc.RotationRules; r != nil && aws.ToString(r.ScheduleExpression) != "" {
+		return false
+	}
+	return aws.ToString(s.desc.RotationLambdaARN) != "" && s.tags[inventory.TagRotationRules] != ""
+}
+
+// describedEntry is a ListSecrets entry as DescribeSecret would return it.
+func describedEntry(e smtypes.SecretListEntry) *secretsmanager.DescribeSecretOutput {
+	return &secretsmanager.DescribeSecretOutput{
+		ARN: e.ARN, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId, OwningService: e.OwningService,
+		PrimaryRegion: e.PrimaryRegion, CreatedDate: e.CreatedDate, DeletedDate: e.DeletedDate,
+		LastAccessedDate: e.LastAccessedDate, LastChangedDate: e.LastChangedDate, LastRotatedDate: e.LastRotatedDate,
+		NextRotationDate: e.NextRotationDate, RotationEnabled: e.RotationEnabled, RotationLambdaARN: e.RotationLambdaARN,
+		RotationRules: e.RotationRules, Tags: e.Tags, VersionIdsToStages: e.SecretVersionsToStages,
+	}
 }
 
 // listEntry is the ListSecrets entry of a described secret, for the
