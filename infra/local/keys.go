@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -17,12 +18,12 @@ import (
 	"github.com/keyrotor/keyrotor/providers/gateway"
 )
 
-// KeyVersion is the key one version of a managed secret holds. String never
-// shows Key.
+// KeyVersion is the key one version of a managed secret holds. String,
+// GoString and LogValue never show Key, and encoding/json leaves it out.
 type KeyVersion struct {
-	VersionID string
-	KeyID     string
-	Key       string
+	VersionID string `json:"version_id"`
+	KeyID     string `json:"key_id,omitempty"`
+	Key       string `json:"-"`
 }
 
 // String describes k without its key.
@@ -32,6 +33,26 @@ func (k KeyVersion) String() string {
 
 // GoString is String, so %#v does not print the key either.
 func (k KeyVersion) GoString() string { return k.String() }
+
+// LogValue lets slog log a KeyVersion without its key.
+func (k KeyVersion) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("version_id", k.VersionID), slog.String("key_id", k.KeyID))
+}
+
+// String describes s by its endpoints, so that printing a Stack by mistake
+// does not print the gateway's admin token (an unexported field fmt would
+// otherwise show).
+func (s *Stack) String() string {
+	return fmt.Sprintf("local.Stack{endpoint=%s gateway=%s}", s.Endpoint, s.GatewayURL)
+}
+
+// GoString is String, so %#v does not print the admin token either.
+func (s *Stack) GoString() string { return s.String() }
+
+// LogValue lets slog log a Stack by its endpoints only.
+func (s *Stack) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("endpoint", s.Endpoint), slog.String("gateway", s.GatewayURL))
+}
 
 // ReadKey reads the key of secretID's version labelled stage (AWSCURRENT,
 // AWSPREVIOUS), always with an explicit stage (moto's default version can
@@ -116,7 +137,7 @@ func (s *Stack) LiveKeys(secretName string) []gateway.ServerKey {
 // AccessKeyIDs returns the ids of IAM user userName's access keys in moto,
 // sorted.
 func (s *Stack) AccessKeyIDs(ctx context.Context, userName string) ([]string, error) {
-	out, err := iam.NewFromConfig(s.aws).ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(userName)})
+	out, err := s.clients.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(userName)})
 	if err != nil {
 		return nil, fmt.Errorf("list the access keys of %s: %w", userName, err)
 	}

@@ -23,7 +23,7 @@ import (
 // createQueues creates the revocation queue and its dead-letter queue, with
 // the RedrivePolicy the SAM template gives them.
 func (s *Stack) createQueues(ctx context.Context) error {
-	c := sqs.NewFromConfig(s.aws)
+	c := s.clients.sqs
 	dlq, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(DLQName)})
 	if err != nil {
 		return fmt.Errorf("create queue %s: %w", DLQName, err)
@@ -51,7 +51,7 @@ func (s *Stack) createQueues(ctx context.Context) error {
 // code runs under the emulators), the permission for Secrets Manager to
 // invoke the rotation functions, and the gateway's admin secret.
 func (s *Stack) registerFunctions(ctx context.Context) error {
-	role, err := iam.NewFromConfig(s.aws).CreateRole(ctx, &iam.CreateRoleInput{
+	role, err := s.clients.iam.CreateRole(ctx, &iam.CreateRoleInput{
 		RoleName:                 aws.String(RoleName),
 		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`),
 	})
@@ -66,7 +66,7 @@ func (s *Stack) registerFunctions(ctx context.Context) error {
 	if runtime.GOARCH == "arm64" {
 		arch = lambdatypes.ArchitectureArm64
 	}
-	lc := lambda.NewFromConfig(s.aws)
+	lc := s.clients.lambda
 	vars := map[string]string{}
 	for _, kv := range s.functionEnv(s.Endpoint) {
 		k, v, _ := strings.Cut(kv, "=")
@@ -145,7 +145,7 @@ func (s *Stack) CreateGatewaySecret(ctx context.Context, name string, grace time
 // CreateIAMSecret creates the IAM user userName (if it does not exist) and
 // a secret for its access keys, as CreateGatewaySecret does.
 func (s *Stack) CreateIAMSecret(ctx context.Context, name, userName string, grace time.Duration) (Secret, error) {
-	ic := iam.NewFromConfig(s.aws)
+	ic := s.clients.iam
 	if _, err := ic.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(userName)}); err != nil {
 		if _, err := ic.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(userName)}); err != nil {
 			return Secret{}, fmt.Errorf("create IAM user %s: %w", userName, err)
@@ -160,7 +160,7 @@ func (s *Stack) createManagedSecret(ctx context.Context, name, function, value s
 	if !ok {
 		return Secret{}, fmt.Errorf("create secret %s: the stack runs no %s function", name, function)
 	}
-	sm := s.SecretsManager()
+	sm := s.clients.sm
 	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
 		Name:         aws.String(name),
 		SecretString: aws.String(value),

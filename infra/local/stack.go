@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -88,7 +90,7 @@ type Options struct {
 	// LogLevel is the functions' LOG_LEVEL (default info).
 	LogLevel string
 	// Logs receives every process's output, line by line, prefixed with its
-	// name. Nil keeps it in memory only (Function.Logs, MotoLogs).
+	// name. Nil keeps it in memory only (Function.Logs).
 	Logs io.Writer
 }
 
@@ -144,6 +146,7 @@ type Stack struct {
 	opts       Options
 	adminToken string
 	aws        aws.Config
+	clients    clients // built once over aws
 	moto       *process
 	counters   map[string]*apiCounter // by function: its own counting proxy to moto
 	rie        string
@@ -216,6 +219,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.aws, err = awsConfig(ctx, s.Endpoint); err != nil {
 		return nil, err
 	}
+	s.clients = newClients(s.aws)
 	if err := s.startGateway(); err != nil {
 		return nil, err
 	}
@@ -256,7 +260,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.cancel = cancel
 	if rev, ok := s.Functions["revoker"]; ok {
 		s.Revocations = &Poller{
-			SQS: sqs.NewFromConfig(s.aws), QueueURL: s.QueueURL, QueueARN: queueARN(QueueName), Region: Region,
+			SQS: s.clients.sqs, QueueURL: s.QueueURL, QueueARN: queueARN(QueueName), Region: Region,
 			Function: rev, BatchSize: opts.BatchSize, WaitTime: 2 * time.Second, Logger: s.logger(),
 		}
 		s.wg.Add(1)
@@ -404,7 +408,7 @@ func (s *Stack) RunAudit() bool {
 func (s *Stack) Config() aws.Config { return s.aws.Copy() }
 
 // SecretsManager returns a Secrets Manager client for moto.
-func (s *Stack) SecretsManager() *secretsmanager.Client { return secretsmanager.NewFromConfig(s.aws) }
+func (s *Stack) SecretsManager() *secretsmanager.Client { return s.clients.sm }
 
 // Options returns the options the stack runs with, defaults filled in.
 func (s *Stack) Options() Options { return s.opts }
@@ -440,9 +444,6 @@ func (s *Stack) Metrics() []MetricRecord {
 	}
 	return out
 }
-
-// MotoLogs returns what moto printed.
-func (s *Stack) MotoLogs() string { return s.moto.logs.String() }
 
 // FunctionNames returns the names of the running functions, sorted.
 func (s *Stack) FunctionNames() []string { return s.functionNames() }
@@ -599,6 +600,23 @@ func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h = lambdaFront(nil)
 	}
 	h.ServeHTTP(w, r)
+}
+
+// clients are the stack's AWS clients for moto, built once in Start.
+type clients struct {
+	sm     *secretsmanager.Client
+	sqs    *sqs.Client
+	iam    *iam.Client
+	lambda *lambda.Client
+}
+
+func newClients(cfg aws.Config) clients {
+	return clients{
+		sm:     secretsmanager.NewFromConfig(cfg),
+		sqs:    sqs.NewFromConfig(cfg),
+		iam:    iam.NewFromConfig(cfg),
+		lambda: lambda.NewFromConfig(cfg),
+	}
 }
 
 func awsConfig(ctx context.Context, endpoint string) (aws.Config, error) {

@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
 	"github.com/keyrotor/keyrotor/infra/local"
 )
 
@@ -208,16 +205,6 @@ func waitMetric(t *testing.T, name string, before float64, timeout time.Duration
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// stages returns the staging labels of secret by version id.
-func stages(t *testing.T, secret string) map[string][]string {
-	t.Helper()
-	out, err := stack.SecretsManager().DescribeSecret(ctx(t), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out.VersionIdsToStages
 }
 
 // keyPattern matches a reference gateway key and its admin token.

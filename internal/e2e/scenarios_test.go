@@ -20,6 +20,7 @@ import (
 	"github.com/keyrotor/keyrotor/internal/function"
 	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
 	"github.com/keyrotor/keyrotor/internal/operator"
+	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/gateway"
 )
@@ -45,7 +46,7 @@ func TestHappyPath(t *testing.T) {
 	if cur.KeyID == old.KeyID || prev.KeyID != old.KeyID {
 		t.Fatalf("after the rotation AWSCURRENT=%s AWSPREVIOUS=%s; want a new key and %s", cur, prev, old.KeyID)
 	}
-	for v, st := range stages(t, secret) {
+	for v, st := range testenv.Stages(t, stack.SecretsManager(), secret) {
 		if slices.Contains(st, "AWSPENDING") {
 			t.Fatalf("AWSPENDING left on version %s (%v)", v, st)
 		}
@@ -303,7 +304,7 @@ func TestTwoRotationsAtOnce(t *testing.T) {
 		t.Fatal("AWSCURRENT did not change")
 	}
 	wantPing(t, cur, 200, "AWSCURRENT after two rotations at once")
-	for v, st := range stages(t, secret) {
+	for v, st := range testenv.Stages(t, stack.SecretsManager(), secret) {
 		if slices.Contains(st, "AWSPENDING") && !slices.Contains(st, "AWSCURRENT") {
 			t.Fatalf("AWSPENDING left on version %s (%v)", v, st)
 		}

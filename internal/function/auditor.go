@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
 	"github.com/keyrotor/keyrotor/audit"
@@ -24,15 +25,15 @@ import (
 const CloudWatchProtocolEnv = "CLOUDWATCH_PROTOCOL"
 
 // NewCloudWatch builds the CloudWatch client for cfg, with the protocol
-// CloudWatchProtocolEnv and the endpoint select.
+// CloudWatchProtocolEnv and the endpoint select. The option runs once the
+// SDK has resolved the endpoint (cfg's or AWS_ENDPOINT_URL_CLOUDWATCH), so
+// the client is built once.
 func NewCloudWatch(env Env, cfg aws.Config) *cloudwatch.Client {
-	cw := cloudwatch.NewFromConfig(cfg)
-	if useQueryProtocol(env(CloudWatchProtocolEnv), aws.ToString(cw.Options().BaseEndpoint)) {
-		cw = cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) {
+	return cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) {
+		if useQueryProtocol(env(CloudWatchProtocolEnv), aws.ToString(o.BaseEndpoint)) {
 			o.Protocol = awsquery.New(schemas.GraniteServiceVersion20100801)
-		})
-	}
-	return cw
+		}
+	})
 }
 
 func useQueryProtocol(setting, endpoint string) bool {
@@ -56,9 +57,10 @@ func useQueryProtocol(setting, endpoint string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// NewAuditor builds the auditor from the environment (METRICS_NAMESPACE).
-func NewAuditor(env Env, c Clients, log *slog.Logger) *audit.Auditor {
-	return audit.New(c.SecretsManager, NewCloudWatch(env, c.Config), audit.Options{
+// newAuditor builds the auditor over cfg from the environment
+// (METRICS_NAMESPACE): its only clients are Secrets Manager and CloudWatch.
+func newAuditor(env Env, cfg aws.Config, log *slog.Logger) *audit.Auditor {
+	return audit.New(secretsmanager.NewFromConfig(cfg), NewCloudWatch(env, cfg), audit.Options{
 		Namespace: env("METRICS_NAMESPACE"),
 		Logger:    log,
 	})
@@ -67,10 +69,10 @@ func NewAuditor(env Env, c Clients, log *slog.Logger) *audit.Auditor {
 // StartAuditor is the auditor's main.
 func StartAuditor() {
 	ctx := context.Background()
-	log := Logger(os.Getenv, os.Stderr)
-	c, err := NewClients(ctx)
+	log := logger(os.Getenv, os.Stderr)
+	cfg, err := loadConfig(ctx)
 	if err != nil {
 		fail(log, err)
 	}
-	lambda.Start(NewAuditor(os.Getenv, c, log).Handle)
+	lambda.Start(newAuditor(os.Getenv, cfg, log).Handle)
 }

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
@@ -30,8 +31,8 @@ type Clients = lambdafn.Clients
 // Builder builds one provider from the environment.
 type Builder = lambdafn.Builder
 
-// Logger returns the JSON logger at LOG_LEVEL, writing to w.
-func Logger(env Env, w io.Writer) *slog.Logger { return lambdafn.Logger(env, w) }
+// logger returns the JSON logger at LOG_LEVEL, writing to w.
+func logger(env Env, w io.Writer) *slog.Logger { return lambdafn.Logger(env, w) }
 
 // APIBaseURL returns <PROVIDER>_API_BASE_URL, else API_BASE_URL, else "".
 func APIBaseURL(env Env, provider string) string { return lambdafn.APIBaseURL(env, provider) }
@@ -41,11 +42,20 @@ func APIBaseURL(env Env, provider string) string { return lambdafn.APIBaseURL(en
 // CLI and the auditor use. The rotation functions and the revoker read the
 // environment alone (lambdafn.Config).
 func NewClients(ctx context.Context) (Clients, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
+	cfg, err := loadConfig(ctx)
 	if err != nil {
-		return Clients{}, fmt.Errorf("load AWS configuration: %w", err)
+		return Clients{}, err
 	}
 	return lambdafn.NewClients(cfg), nil
+}
+
+// loadConfig loads the AWS configuration with the SDK's whole default chain.
+func loadConfig(ctx context.Context) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return cfg, nil
 }
 
 func fail(log *slog.Logger, err error) { lambdafn.Fail(log, err) }

@@ -1,6 +1,8 @@
 package rie
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -19,12 +21,51 @@ func TestCommandListensOnLoopbackOnly(t *testing.T) {
 	}
 }
 
+// fakeRIE writes an executable aws-lambda-rie in a new directory and
+// returns the directory and the file's path.
+func fakeRIE(t *testing.T) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "aws-lambda-rie")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path
+}
+
+// TestFind points PATH, GOBIN and GOPATH at temporary directories (PATH
+// without the go tool, so that only GOBIN is searched after PATH).
 func TestFind(t *testing.T) {
-	p, err := Find()
-	if err != nil {
-		t.Skipf("%v", err)
-	}
-	if p == "" {
-		t.Fatal("Find returned an empty path without an error")
-	}
+	t.Run("on PATH", func(t *testing.T) {
+		dir, want := fakeRIE(t)
+		t.Setenv("PATH", dir)
+		t.Setenv("GOBIN", t.TempDir())
+		t.Setenv("GOPATH", t.TempDir())
+		got, err := Find()
+		if err != nil || got != want {
+			t.Fatalf("Find() = %q, %v; want %q", got, err, want)
+		}
+	})
+	t.Run("in GOBIN", func(t *testing.T) {
+		dir, want := fakeRIE(t)
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOBIN", dir)
+		t.Setenv("GOPATH", t.TempDir())
+		got, err := Find()
+		if err != nil || got != want {
+			t.Fatalf("Find() = %q, %v; want %q", got, err, want)
+		}
+	})
+	t.Run("absent", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOBIN", t.TempDir())
+		t.Setenv("GOPATH", t.TempDir())
+		got, err := Find()
+		if err == nil || got != "" {
+			t.Fatalf("Find() = %q, %v; want an error", got, err)
+		}
+		if want := "aws-lambda-rie is not installed: run `make tools`"; err.Error() != want {
+			t.Fatalf("error %q, want %q", err, want)
+		}
+	})
 }

@@ -18,6 +18,9 @@ import (
 	"github.com/keyrotor/keyrotor/providers"
 )
 
+// Name is the provider id: the "provider" field of every IAM secret.
+const Name = "iam"
+
 // FieldUserName is the secret field naming the IAM user whose access key the
 // secret holds.
 const FieldUserName = "user_name"
@@ -62,8 +65,8 @@ func New(cfg aws.Config, opts *Options) *Provider {
 	return p
 }
 
-// Name returns "iam".
-func (p *Provider) Name() string { return "iam" }
+// Name returns Name.
+func (p *Provider) Name() string { return Name }
 
 // Create creates an access key for the owner's IAM user. IAM keys have no
 // names, so req.KeyName is ignored. When the user already has two keys it

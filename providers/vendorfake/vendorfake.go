@@ -1,6 +1,7 @@
 // Package vendorfake holds what the fake vendors of the providers' tests
 // (sendgridfake, cloudflarefake, datadogfake, twiliofake) share: injected
-// faults that answer a request instead of the fake.
+// faults that answer a request instead of the fake, and the helpers
+// WriteJSON and RandomHex.
 //
 // Faults is a queue: each queued Fault answers the next request matching its
 // method and path prefix, once, with a status, headers and a body shaped
@@ -13,6 +14,9 @@
 package vendorfake
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -137,4 +141,19 @@ func Respond(match func(*http.Request) bool, times int32, status int, body strin
 		_, _ = io.WriteString(w, body)
 		return true
 	}
+}
+
+// WriteJSON answers v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// RandomHex returns n random bytes, hex-encoded (2n characters): the fakes'
+// ids, keys and request ids.
+func RandomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -325,7 +325,7 @@ func (c *Client) attempt(ctx context.Context, op string, r Request, target strin
 	if err != nil {
 		// url.Error quotes the URL, which holds no credentials (ParseBaseURL
 		// refuses user info); say which attempt timed out rather than why.
-		var cause error = err
+		cause := err
 		if actx.Err() != nil && ctx.Err() == nil {
 			cause = fmt.Errorf("attempt timed out: %w", context.DeadlineExceeded)
 		} else if ctx.Err() != nil {

@@ -15,7 +15,6 @@ package lambdafn
 
 import (
 	"fmt"
-	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	"io"
 	"log/slog"
 	"os"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/metrics"
 	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -100,11 +100,13 @@ func LambdaClients(env Env) (Clients, error) {
 	return NewClients(cfg), nil
 }
 
-// NewRotator builds the rotation engine for the provider build makes.
-func NewRotator(env Env, c Clients, build Builder, log *slog.Logger) (*rotation.Rotator, error) {
+// newRotator builds the rotation engine for the provider build makes.
+func newRotator(env Env, c Clients, build Builder, log *slog.Logger) (*rotation.Rotator, error) {
 	p, err := build(env, c)
 	if err != nil {
-		return nil, err
+		// The builder's errors name their provider ("gateway: ..."); the
+		// Builder itself carries no name.
+		return nil, fmt.Errorf("build the rotation function's provider: %w", err)
 	}
 	grace, err := Duration(env, "GRACE_PERIOD", rotation.DefaultGracePeriod)
 	if err != nil {
@@ -121,11 +123,11 @@ func NewRotator(env Env, c Clients, build Builder, log *slog.Logger) (*rotation.
 	}), nil
 }
 
-// NewProviders builds the provider of each builder, by name. A provider that
+// newProviders builds the provider of each builder, by name. A provider that
 // cannot be built (say, a vendor URL that is not https) is left out and
 // logged; the revoker then fails its messages, which end in the alarmed
 // dead-letter queue.
-func NewProviders(env Env, c Clients, builders map[string]Builder, log *slog.Logger) map[string]providers.Provider {
+func newProviders(env Env, c Clients, builders map[string]Builder, log *slog.Logger) map[string]providers.Provider {
 	names := make([]string, 0, len(builders))
 	for name := range builders {
 		names = append(names, name)
@@ -143,14 +145,14 @@ func NewProviders(env Env, c Clients, builders map[string]Builder, log *slog.Log
 	return ps
 }
 
-// NewRevoker builds the revoker's handler with the providers of builders
+// newRevoker builds the revoker's handler with the providers of builders
 // that the environment configures.
-func NewRevoker(env Env, c Clients, builders map[string]Builder, log *slog.Logger) (*revocation.Handler, error) {
+func newRevoker(env Env, c Clients, builders map[string]Builder, log *slog.Logger) (*revocation.Handler, error) {
 	maxDelay, err := Duration(env, "MAX_REVOCATION_DELAY", revocation.DefaultMaxDelay)
 	if err != nil {
 		return nil, err
 	}
-	ps := NewProviders(env, c, builders, log)
+	ps := newProviders(env, c, builders, log)
 	return revocation.NewHandler(c.SecretsManager, revocation.Queue{SQS: c.SQS, URL: env("REVOCATION_QUEUE_URL")}, ps, revocation.Options{
 		MaxDelay: maxDelay,
 		Logger:   log,
@@ -165,7 +167,7 @@ func StartRotation(build Builder) {
 	if err != nil {
 		Fail(log, err)
 	}
-	r, err := NewRotator(os.Getenv, c, build, log)
+	r, err := newRotator(os.Getenv, c, build, log)
 	if err != nil {
 		Fail(log, err)
 	}
@@ -179,7 +181,7 @@ func StartRevoker(builders map[string]Builder) {
 	if err != nil {
 		Fail(log, err)
 	}
-	h, err := NewRevoker(os.Getenv, c, builders, log)
+	h, err := newRevoker(os.Getenv, c, builders, log)
 	if err != nil {
 		Fail(log, err)
 	}

@@ -10,8 +10,6 @@
 package cloudflarefake
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -86,43 +84,18 @@ func Policy(group string) map[string]any {
 		"permission_groups": []any{map[string]any{"id": group}}}
 }
 
-func rnd(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // Add creates a token of account acct ("" for a user token), a random value
 // when value is "". The caller holds Mu.
 func (f *Server) Add(acct, name string, policies []map[string]any, value string) *Token {
 	f.n++
 	if value == "" {
-		value = rnd(20) // 40 characters, as the spec's iam_value wants
+		value = vendorfake.RandomHex(20) // 40 characters, as the spec's iam_value wants
 	}
-	t := &Token{ID: rnd(16), Value: value, Name: name, Status: "active", Account: acct, Policies: policies,
+	t := &Token{ID: vendorfake.RandomHex(16), Value: value, Name: name, Status: "active", Account: acct, Policies: policies,
 		IssuedOn: time.Date(2026, 11, 25, 17, 0, f.n, 0, time.UTC).Format(time.RFC3339)}
 	f.Tokens[t.ID] = t
 	f.byValue[value] = t
 	return t
-}
-
-// TokenIDs returns the IDs of the tokens of account acct ("" for user
-// tokens), AdminValue's included, oldest first.
-func (f *Server) TokenIDs(acct string) []string {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	var all []*Token
-	for _, t := range f.Tokens {
-		if t.Account == acct {
-			all = append(all, t)
-		}
-	}
-	sortTokens(all)
-	ids := make([]string, len(all))
-	for i, t := range all {
-		ids[i] = t.ID
-	}
-	return ids
 }
 
 // ScopeCount returns the number of tokens of account acct ("" for user
@@ -166,14 +139,14 @@ func ok(w http.ResponseWriter, status int, result any, info map[string]any) {
 		body["result_info"] = info
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cf-Ray", rnd(8)+"-AMS")
+	w.Header().Set("Cf-Ray", vendorfake.RandomHex(8)+"-AMS")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
 }
 
 func cfError(w http.ResponseWriter, status, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cf-Ray", rnd(8)+"-AMS")
+	w.Header().Set("Cf-Ray", vendorfake.RandomHex(8)+"-AMS")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"success": false, "errors": []any{map[string]any{"code": code, "message": msg}}, "messages": []any{}, "result": nil})
 }
@@ -230,7 +203,7 @@ func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		delete(f.byValue, t.Value)
-		t.Value = rnd(20)
+		t.Value = vendorfake.RandomHex(20)
 		f.byValue[t.Value] = t
 		ok(w, http.StatusOK, t.Value, nil)
 	case id == "" && r.Method == http.MethodGet:

@@ -12,8 +12,6 @@
 package datadogfake
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -24,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/providers/contracttest"
+	"github.com/keyrotor/keyrotor/providers/vendorfake"
 )
 
 // Server is the fake Datadog. Hold Mu while reading or changing APIKeys,
@@ -60,45 +59,21 @@ const AdminUser = "user-admin"
 // Validate checks against.
 var SpecFiles = []string{"datadog.yaml", "datadog-v1-validate.yaml"}
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // New returns a fake with a random admin API key and application key, and
 // no other keys.
 func New() *Server {
-	return &Server{AdminAPI: randomHex(16), AdminApp: randomHex(20), APIKeys: map[string]*Key{}, AppKeys: map[string]*Key{}}
+	return &Server{AdminAPI: vendorfake.RandomHex(16), AdminApp: vendorfake.RandomHex(20), APIKeys: map[string]*Key{}, AppKeys: map[string]*Key{}}
 }
 
 // AddAPIKey creates an API key as a user would. The caller holds Mu.
 func (f *Server) AddAPIKey(name string) *Key {
-	k := &Key{ID: randomHex(18), Name: name, Key: randomHex(16), Created: time.Now().UTC()}
+	k := &Key{ID: vendorfake.RandomHex(18), Name: name, Key: vendorfake.RandomHex(16), Created: time.Now().UTC()}
 	f.APIKeys[k.ID] = k
 	return k
 }
 
-// APIKeyIDs returns the IDs of the API keys, sorted.
-func (f *Server) APIKeyIDs() []string {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	ids := make([]string, 0, len(f.APIKeys))
-	for id := range f.APIKeys {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
-}
-
 func ddError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"errors": []string{msg}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	vendorfake.WriteJSON(w, status, map[string]any{"errors": []string{msg}})
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00") }
@@ -171,7 +146,7 @@ func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			now := time.Now().UTC()
 			k.LastUsed = &now
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"valid": true})
+		vendorfake.WriteJSON(w, http.StatusOK, map[string]any{"valid": true})
 		return
 	}
 	user, ok := f.caller(r)
@@ -239,18 +214,18 @@ func (f *Server) collection(w http.ResponseWriter, r *http.Request, keys map[str
 			return
 		}
 		a := body.Data.Attributes
-		k := &Key{ID: randomHex(18), Name: a.Name, Key: randomHex(16), Owner: owner, Created: time.Now().UTC(), Category: a.Category, RemoteConfig: a.RemoteConfig}
+		k := &Key{ID: vendorfake.RandomHex(18), Name: a.Name, Key: vendorfake.RandomHex(16), Owner: owner, Created: time.Now().UTC(), Category: a.Category, RemoteConfig: a.RemoteConfig}
 		if app {
-			k.Key = randomHex(20)
+			k.Key = vendorfake.RandomHex(20)
 			if a.Scopes != nil {
 				k.Scopes = *a.Scopes
 			}
 			keys[k.ID] = k
-			writeJSON(w, http.StatusCreated, map[string]any{"data": k.app(true)})
+			vendorfake.WriteJSON(w, http.StatusCreated, map[string]any{"data": k.app(true)})
 			return
 		}
 		keys[k.ID] = k
-		writeJSON(w, http.StatusCreated, map[string]any{"data": k.api(true)})
+		vendorfake.WriteJSON(w, http.StatusCreated, map[string]any{"data": k.api(true)})
 	case http.MethodGet:
 		q := r.URL.Query()
 		var matched []*Key
@@ -281,7 +256,7 @@ func (f *Server) collection(w http.ResponseWriter, r *http.Request, keys map[str
 		} else {
 			meta["max_allowed"] = f.limit()
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"data": data, "meta": meta})
+		vendorfake.WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": meta})
 	default:
 		ddError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
 	}
@@ -297,10 +272,10 @@ func (f *Server) instance(w http.ResponseWriter, r *http.Request, keys map[strin
 	case http.MethodGet:
 		switch {
 		case !app:
-			writeJSON(w, http.StatusOK, map[string]any{"data": k.api(true)})
+			vendorfake.WriteJSON(w, http.StatusOK, map[string]any{"data": k.api(true)})
 		default:
 			// One-Time-Read: an application key's secret is never shown again.
-			writeJSON(w, http.StatusOK, map[string]any{"data": k.app(false)})
+			vendorfake.WriteJSON(w, http.StatusOK, map[string]any{"data": k.app(false)})
 		}
 	case http.MethodDelete:
 		delete(keys, id)

@@ -9,7 +9,6 @@
 package sendgridfake
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -67,34 +66,14 @@ func New() *Server {
 // Add creates a key (a random value when value is ""). The caller holds Mu.
 func (f *Server) Add(name string, scopes []string, value string) *Key {
 	f.n++
-	id := "kid" + hex.EncodeToString([]byte{byte(f.n >> 8), byte(f.n)}) + rnd(4)
+	id := "kid" + hex.EncodeToString([]byte{byte(f.n >> 8), byte(f.n)}) + vendorfake.RandomHex(4)
 	if value == "" {
-		value = "SG." + id + "." + rnd(16)
+		value = "SG." + id + "." + vendorfake.RandomHex(16)
 	}
 	k := &Key{ID: id, Value: value, Name: name, Scopes: append([]string(nil), scopes...)}
 	f.Keys[value] = k
 	f.order = append(f.order, value)
 	return k
-}
-
-// KeyIDs returns the IDs of the live keys, AdminKey's included, in creation
-// order.
-func (f *Server) KeyIDs() []string {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	var ids []string
-	for _, v := range f.order {
-		if k := f.Keys[v]; k != nil {
-			ids = append(ids, k.ID)
-		}
-	}
-	return ids
-}
-
-func rnd(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func (f *Server) byID(id string) *Key {
@@ -106,11 +85,10 @@ func (f *Server) byID(id string) *Key {
 	return nil
 }
 
+// writeJSON answers v with SendGrid's request id header.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Request-Id", "sg-"+rnd(4))
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	w.Header().Set("X-Request-Id", "sg-"+vendorfake.RandomHex(4))
+	vendorfake.WriteJSON(w, status, v)
 }
 
 func sgError(w http.ResponseWriter, status int, msg string) {

@@ -13,8 +13,6 @@ package twiliofake
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -29,6 +27,7 @@ import (
 	"time"
 
 	"github.com/keyrotor/keyrotor/providers/contracttest"
+	"github.com/keyrotor/keyrotor/providers/vendorfake"
 )
 
 // Server is the fake Twilio. Hold Mu while reading or changing Accounts,
@@ -61,17 +60,11 @@ func New() *Server {
 	return &Server{Accounts: map[string]string{}, Keys: map[string]*Key{}}
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // Account creates an account and returns its SID and auth token.
 func (f *Server) Account() (sid, token string) {
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	sid, token = "AC"+randomHex(16), randomHex(16)
+	sid, token = "AC"+vendorfake.RandomHex(16), vendorfake.RandomHex(16)
 	f.Accounts[sid] = token
 	return sid, token
 }
@@ -85,7 +78,7 @@ func (f *Server) AddKey(account, name string, policy json.RawMessage) Key {
 	if policy == nil {
 		policy = json.RawMessage("null")
 	}
-	k := &Key{Account: account, SID: "SK" + randomHex(16), Name: name, Secret: randomHex(16), Created: time.Now().UTC().Truncate(time.Second), Policy: policy}
+	k := &Key{Account: account, SID: "SK" + vendorfake.RandomHex(16), Name: name, Secret: vendorfake.RandomHex(16), Created: time.Now().UTC().Truncate(time.Second), Policy: policy}
 	f.Keys[k.SID] = k
 	return *k
 }
@@ -103,12 +96,6 @@ func twilioError(w http.ResponseWriter, status, code int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg, "more_info": fmt.Sprintf("https://www.twilio.com/docs/errors/%d", code), "status": status})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 const rfc2822 = "Mon, 02 Jan 2006 15:04:05 -0700"
 
 func (k *Key) json(withSecret, withPolicy bool) map[string]any {
@@ -122,24 +109,10 @@ func (k *Key) json(withSecret, withPolicy bool) map[string]any {
 	return m
 }
 
-// KeySIDs returns the SIDs of account's keys, sorted.
-func (f *Server) KeySIDs(account string) []string {
-	f.Mu.Lock()
-	defer f.Mu.Unlock()
-	var sids []string
-	for _, k := range f.Keys {
-		if k.Account == account {
-			sids = append(sids, k.SID)
-		}
-	}
-	sort.Strings(sids)
-	return sids
-}
-
 // ServeHTTP serves the REST API 2010-04-01 keys and balance, and the IAM v1
 // keys.
 func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Twilio-Request-Id", "RQ"+randomHex(16))
+	w.Header().Set("Twilio-Request-Id", "RQ"+vendorfake.RandomHex(16))
 	if f.Fault != nil && f.Fault(w, r) {
 		return
 	}
@@ -196,7 +169,7 @@ func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			twilioError(w, http.StatusUnauthorized, 20003, "Authenticate")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"account_sid": parts[2], "balance": "12.34", "currency": "USD"})
+		vendorfake.WriteJSON(w, http.StatusOK, map[string]any{"account_sid": parts[2], "balance": "12.34", "currency": "USD"})
 	default:
 		twilioError(w, http.StatusNotFound, 20404, "The requested resource was not found")
 	}
@@ -229,7 +202,7 @@ func (f *Server) create(w http.ResponseWriter, r *http.Request, account string, 
 		twilioError(w, http.StatusBadRequest, 21200, "FriendlyName is too long")
 		return
 	}
-	k := &Key{Account: account, SID: "SK" + randomHex(16), Name: name, Secret: randomHex(16), Created: time.Now().UTC().Truncate(time.Second), Policy: json.RawMessage("null")}
+	k := &Key{Account: account, SID: "SK" + vendorfake.RandomHex(16), Name: name, Secret: vendorfake.RandomHex(16), Created: time.Now().UTC().Truncate(time.Second), Policy: json.RawMessage("null")}
 	if iam && r.PostFormValue("KeyType") == "restricted" {
 		var policy map[string]any
 		if err := json.Unmarshal([]byte(r.PostFormValue("Policy")), &policy); err != nil || policy["allow"] == nil {
@@ -239,7 +212,7 @@ func (f *Server) create(w http.ResponseWriter, r *http.Request, account string, 
 		k.Policy = json.RawMessage(r.PostFormValue("Policy"))
 	}
 	f.Keys[k.SID] = k
-	writeJSON(w, http.StatusCreated, k.json(true, iam))
+	vendorfake.WriteJSON(w, http.StatusCreated, k.json(true, iam))
 }
 
 func (f *Server) list(w http.ResponseWriter, r *http.Request, account string, iam bool) {
@@ -274,12 +247,12 @@ func (f *Server) list(w http.ResponseWriter, r *http.Request, account string, ia
 		if next != nil {
 			next = fmt.Sprintf("https://iam.twilio.com/v1/Keys?AccountSid=%s&PageSize=%d&Page=%d", account, size, page+1)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"keys": keys, "meta": map[string]any{
+		vendorfake.WriteJSON(w, http.StatusOK, map[string]any{"keys": keys, "meta": map[string]any{
 			"page": page, "page_size": size, "first_page_url": self, "previous_page_url": nil, "url": self, "next_page_url": next, "key": "keys"}})
 		return
 	}
 	self := fmt.Sprintf("%s?PageSize=%d&Page=%d", r.URL.Path, size, page)
-	writeJSON(w, http.StatusOK, map[string]any{"keys": keys, "first_page_uri": self, "uri": self, "next_page_uri": next, "previous_page_uri": nil,
+	vendorfake.WriteJSON(w, http.StatusOK, map[string]any{"keys": keys, "first_page_uri": self, "uri": self, "next_page_uri": next, "previous_page_uri": nil,
 		"page": page, "page_size": size, "start": page * size, "end": page*size + len(keys) - 1})
 }
 
@@ -290,7 +263,7 @@ func (f *Server) instance(w http.ResponseWriter, r *http.Request, k *Key, iam bo
 	}
 	switch r.Method {
 	case http.MethodGet:
-		writeJSON(w, http.StatusOK, k.json(false, iam))
+		vendorfake.WriteJSON(w, http.StatusOK, k.json(false, iam))
 	case http.MethodDelete:
 		delete(f.Keys, k.SID)
 		w.WriteHeader(http.StatusNoContent)

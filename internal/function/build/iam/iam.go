@@ -9,7 +9,7 @@ import (
 )
 
 // Name is the provider's name.
-const Name = "iam"
+const Name = provider.Name
 
 // Build builds the IAM provider.
 func Build(_ lambdafn.Env, c lambdafn.Clients) (providers.Provider, error) {
