@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyrotor/keyrotor/internal/function"
+	"github.com/keyrotor/keyrotor/internal/function/all"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/stripe"
@@ -55,7 +56,7 @@ func newOperator(cmd *cobra.Command) (*operator.Operator, error) {
 			p   providers.Provider
 			err error
 		)
-		if b, ok := function.All()[name]; ok {
+		if b, ok := all.Builders()[name]; ok {
 			p, err = b(vendorEnv, c)
 		} else if name == stripe.Name {
 			// Stripe has no rotation function, so no builder: verify only.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/client"
 	"github.com/keyrotor/keyrotor/infra/local"
-	"github.com/keyrotor/keyrotor/internal/function"
+	gatewaybuild "github.com/keyrotor/keyrotor/internal/function/build/gateway"
 	"github.com/keyrotor/keyrotor/internal/function/lambdafn"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/internal/testenv"
@@ -152,7 +152,7 @@ func operatorFor(s *local.Stack) *operator.Operator {
 			if name != "gateway" {
 				return nil, fmt.Errorf("the e2e operator has no provider %q", name)
 			}
-			return function.Gateway(env, clients)
+			return gatewaybuild.Build(env, clients)
 		},
 	}
 }

@@ -1,7 +1,7 @@
 // Package function is the auditor's wiring (StartAuditor, NewCloudWatch)
-// and what keyrotor's tools share with the Lambda functions: the
-// environment, the AWS clients and every provider's builder, as the
-// functions build them.
+// and the AWS configuration keyrotor's tools load with the SDK's whole
+// default chain (NewClients). It links no provider: the CLI takes every
+// builder from internal/function/all.
 //
 // The rotation functions and the revoker do not import it: they start
 // through package internal/function/lambdafn with their own provider's
@@ -27,9 +27,6 @@ type Env = lambdafn.Env
 
 // Clients are the AWS clients every function shares.
 type Clients = lambdafn.Clients
-
-// Builder builds one provider from the environment.
-type Builder = lambdafn.Builder
 
 // logger returns the JSON logger at LOG_LEVEL, writing to w.
 func logger(env Env, w io.Writer) *slog.Logger { return lambdafn.Logger(env, w) }

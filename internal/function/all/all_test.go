@@ -161,3 +161,23 @@ func TestVendorURLOverride(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditorLinksNoProvider: the auditor reads ListSecrets and writes
+// metrics; it must not link any vendor's provider (or their SDK clients).
+func TestAuditorLinksNoProvider(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not on PATH")
+	}
+	out, err := exec.Command("go", "list", "-deps", "../../../functions/auditor").Output()
+	if err != nil {
+		t.Fatalf("go list -deps functions/auditor: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if rest, ok := strings.CutPrefix(dep, module+"providers/"); ok && rest != "adminsecret" {
+			t.Errorf("functions/auditor links provider package %s", dep)
+		}
+		if dep == module+"internal/function/all" {
+			t.Errorf("functions/auditor links %s", dep)
+		}
+	}
+}
