@@ -8,13 +8,19 @@ them to that function's Lambda Runtime Interface Emulator, where the real
 bootstrap runs. Then `aws lambda invoke` and `aws secretsmanager
 rotate-secret` reach the compiled functions, as on AWS.
 
-Two moto deviations are corrected for rotation:
+Four moto deviations are corrected for rotation:
 - RotateSecret without RotationLambdaARN uses the function already configured
   on the secret (moto would forget it and "rotate" to an empty version).
 - A step that fails (the function answers with errorType) ends the rotation:
   RotateSecret fails with InvalidRequestException naming the step, and the
   later steps are not invoked. (AWS runs rotation asynchronously and would
   report the failure in the function's logs and metrics instead.)
+- RotationRules' ScheduleExpression and Duration are kept and returned by
+  DescribeSecret and ListSecrets, and a schedule enables rotation (moto keeps
+  only AutomaticallyAfterDays).
+- RotateImmediately=false leaves no AWSPENDING version behind: Secrets
+  Manager labels a version for its testSecret and removes it afterwards; moto
+  kept it, which blocked every later rotation.
 
 Usage: python3 moto_launcher.py -H 127.0.0.1 -p PORT (moto_server's flags).
 """
@@ -97,7 +103,7 @@ def rotate_secret(self, secret_id, client_request_token=None, rotation_lambda_ar
         rotation_lambda_arn = getattr(self.secrets[secret_id], "rotation_lambda_arn", None) or None
     _rotation.active = True
     try:
-        return _rotate_secret(
+        result = _rotate_secret(
             self,
             secret_id=secret_id,
             client_request_token=client_request_token,
@@ -107,10 +113,38 @@ def rotate_secret(self, secret_id, client_request_token=None, rotation_lambda_ar
         )
     finally:
         _rotation.active = False
+    secret = self.secrets[secret_id]
+    if rotation_rules:
+        secret.keyrotor_rotation_rules = {
+            k: v for k, v in rotation_rules.items()
+            if k in ("AutomaticallyAfterDays", "ScheduleExpression", "Duration") and v
+        }
+        if rotation_rules.get("ScheduleExpression"):
+            secret.rotation_enabled = True
+    if not rotate_immediately:
+        for version_id, version in list(secret.versions.items()):
+            stages = version["version_stages"]
+            if "AWSPENDING" in stages and "AWSCURRENT" not in stages:
+                stages.remove("AWSPENDING")
+                if not stages:
+                    del secret.versions[version_id]
+    return result
+
+
+_to_dict = sm_models.FakeSecret.to_dict
+
+
+def to_dict(self):
+    dct = _to_dict(self)
+    rules = getattr(self, "keyrotor_rotation_rules", None)
+    if rules and "RotationRules" in dct:
+        dct["RotationRules"] = dict(rules)
+    return dct
 
 
 lambda_models.LambdaFunction.invoke = invoke
 sm_models.SecretsManagerBackend.rotate_secret = rotate_secret
+sm_models.FakeSecret.to_dict = to_dict
 
 if __name__ == "__main__":
     moto.server.main(sys.argv[1:])

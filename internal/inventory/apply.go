@@ -3,8 +3,6 @@ package inventory
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -32,10 +30,6 @@ const (
 	TagUsedBy            = "keyrotor:used-by"
 	TagAlertOnFailure    = "keyrotor:alert-on-failure"
 	TagRollbackOnFailure = "keyrotor:rollback-on-failure"
-	// TagRotationRules holds a digest of the rotation apply set (function,
-	// schedule, window). Secrets Manager returns the rules in
-	// DescribeSecret; emulators that do not are compared through it.
-	TagRotationRules = "keyrotor:rotation-rules"
 	// TagManual marks a key whose vendor has no key API: it is imported
 	// by hand and its schedule is a key-age reminder.
 	TagManual = "keyrotor:manual"
@@ -128,7 +122,6 @@ type SecretsManager interface {
 	DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
-	UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
 	RotateSecret(ctx context.Context, in *secretsmanager.RotateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RotateSecretOutput, error)
 }
 
@@ -190,11 +183,6 @@ type Rotation struct {
 	Window      string
 }
 
-func (r Rotation) digest() string {
-	sum := sha256.Sum256([]byte(r.FunctionARN + "\n" + r.Expression + "\n" + r.Window))
-	return hex.EncodeToString(sum[:6])
-}
-
 // Change is what apply would do to one secret.
 type Change struct {
 	Entry Entry
@@ -239,8 +227,7 @@ func Plan(ctx context.Context, sm SecretsManager, entries []Entry, described Des
 				return nil, fmt.Errorf("plan secret %s: %w", e.SecretID, err)
 			}
 			r := Rotation{FunctionARN: arn, Expression: e.Expression, Window: e.Window}
-			want[TagRotationRules] = r.digest()
-			if !rotationSet(desc, have, r) {
+			if !rotationSet(desc, r) {
 				c.Rotation = &r
 			}
 		}
@@ -254,17 +241,10 @@ func Plan(ctx context.Context, sm SecretsManager, entries []Entry, described Des
 	return out, nil
 }
 
-func rotationSet(desc *secretsmanager.DescribeSecretOutput, tags map[string]string, r Rotation) bool {
-	if aws.ToString(desc.RotationLambdaARN) != r.FunctionARN {
-		return false
-	}
-	if desc.RotationRules != nil && aws.ToString(desc.RotationRules.ScheduleExpression) != "" {
-		return aws.ToBool(desc.RotationEnabled) &&
-			aws.ToString(desc.RotationRules.ScheduleExpression) == r.Expression && aws.ToString(desc.RotationRules.Duration) == r.Window
-	}
-	// moto neither returns a ScheduleExpression nor enables rotation for
-	// one: trust the digest apply wrote after it set the rotation.
-	return tags[TagRotationRules] == r.digest()
+func rotationSet(desc *secretsmanager.DescribeSecretOutput, r Rotation) bool {
+	rules := desc.RotationRules
+	return aws.ToBool(desc.RotationEnabled) && aws.ToString(desc.RotationLambdaARN) == r.FunctionARN && rules != nil &&
+		aws.ToString(rules.ScheduleExpression) == r.Expression && aws.ToString(rules.Duration) == r.Window
 }
 
 // Apply makes the changes: tags first (so that the grace period is in place
@@ -287,37 +267,22 @@ func Apply(ctx context.Context, sm SecretsManager, changes []Change, progress fu
 
 func applyOne(ctx context.Context, sm SecretsManager, c Change) error {
 	id := c.Entry.SecretID
-	// The rules digest is written last: it must never claim a rotation that
-	// RotateSecret refused.
-	tags := maps.Clone(c.SetTags)
-	digest, hasDigest := tags[TagRotationRules]
-	delete(tags, TagRotationRules)
-	if err := tag(ctx, sm, id, tags); err != nil {
+	if err := tag(ctx, sm, id, c.SetTags); err != nil {
 		return err
 	}
 	if r := c.Rotation; r != nil {
 		if len(c.pending) > 0 {
 			return fmt.Errorf("apply to secret %s: a rotation is in progress (AWSPENDING on version %s); apply again once it is done", id, c.pending[0])
 		}
-		// Our own token names the version the schedule's test labels
-		// AWSPENDING, so that nothing else's is ever touched.
-		token := NewToken()
-		out, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
-			SecretId:           aws.String(id),
-			ClientRequestToken: aws.String(token),
-			RotationLambdaARN:  aws.String(r.FunctionARN),
-			RotationRules:      &smtypes.RotationRulesType{ScheduleExpression: aws.String(r.Expression), Duration: aws.String(r.Window)},
-			RotateImmediately:  aws.Bool(false),
+		_, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
+			SecretId:          aws.String(id),
+			RotationLambdaARN: aws.String(r.FunctionARN),
+			RotationRules:     &smtypes.RotationRulesType{ScheduleExpression: aws.String(r.Expression), Duration: aws.String(r.Window)},
+			RotateImmediately: aws.Bool(false),
 		})
 		if err != nil {
 			return fmt.Errorf("apply to secret %s: secretsmanager.RotateSecret (set the schedule): %w", id, err)
 		}
-		if err := removeTestPending(ctx, sm, id, token, aws.ToString(out.VersionId)); err != nil {
-			return err
-		}
-	}
-	if hasDigest {
-		return tag(ctx, sm, id, map[string]string{TagRotationRules: digest})
 	}
 	return nil
 }
@@ -339,62 +304,6 @@ func tag(ctx context.Context, sm SecretsManager, id string, set map[string]strin
 		return fmt.Errorf("apply to secret %s: secretsmanager.TagResource: %w", id, err)
 	}
 	return nil
-}
-
-// removeTestPending removes the AWSPENDING label that moto leaves after
-// RotateSecret with RotateImmediately=false, which would block every later
-// rotation. Secrets Manager labels a version AWSPENDING for its testSecret
-// and removes the label itself, asynchronously: apply must not race it. So
-// the label is removed only when all of these hold:
-//   - it is on token's version (apply's RotateSecret made it; another
-//     rotation, started at the same time, has its own token), and that
-//     version is not AWSCURRENT;
-//   - RotateSecret did not return token as the new version, as Secrets
-//     Manager does (moto returns the AWSCURRENT version);
-//   - the version holds a value, equal to AWSCURRENT's: moto's copy (Secrets
-//     Manager's test version has no value of its own).
-func removeTestPending(ctx context.Context, sm SecretsManager, id, token, returned string) error {
-	if returned == token {
-		return nil
-	}
-	desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
-	if err != nil {
-		return fmt.Errorf("apply to secret %s: secretsmanager.DescribeSecret: %w", id, err)
-	}
-	stages := desc.VersionIdsToStages[token]
-	if !slices.Contains(stages, rotation.Pending) || slices.Contains(stages, rotation.Current) {
-		return nil
-	}
-	pending, ok, err := secretString(ctx, sm, id, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionId: aws.String(token), VersionStage: aws.String(rotation.Pending)})
-	if err != nil || !ok {
-		return err
-	}
-	current, ok, err := secretString(ctx, sm, id, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionStage: aws.String(rotation.Current)})
-	if err != nil || !ok || current != pending {
-		return err
-	}
-	if _, err := sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
-		SecretId: aws.String(id), VersionStage: aws.String(rotation.Pending), RemoveFromVersionId: aws.String(token),
-	}); err != nil {
-		return fmt.Errorf("apply to secret %s: secretsmanager.UpdateSecretVersionStage (remove the test's AWSPENDING): %w", id, err)
-	}
-	return nil
-}
-
-// secretString reads a version's string value; ok is false when it has
-// none.
-func secretString(ctx context.Context, sm SecretsManager, id string, in *secretsmanager.GetSecretValueInput) (v string, ok bool, err error) {
-	out, err := sm.GetSecretValue(ctx, in)
-	var nf *smtypes.ResourceNotFoundException
-	switch {
-	case errors.As(err, &nf):
-		return "", false, nil
-	case err != nil:
-		return "", false, fmt.Errorf("apply to secret %s: secretsmanager.GetSecretValue (%s): %w", id, aws.ToString(in.VersionStage), err)
-	case out.SecretString == nil:
-		return "", false, nil
-	}
-	return *out.SecretString, true, nil
 }
 
 // NewToken returns a fresh ClientRequestToken: a random UUID (version 4).

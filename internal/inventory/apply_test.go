@@ -8,23 +8,29 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/keyrotor/keyrotor/internal/smfake"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
 // Fast tests of Check, Plan and Apply over the in-memory Secrets Manager;
-// internal/operator/clitest runs `inventory apply` against moto.
+// internal/operator/clitest runs `inventory apply` against the local
+// stack's moto.
 
 // rotateSM adds TagResource and RotateSecret (RotateImmediately=false) to
-// smfake. test runs in RotateSecret after the schedule is set, as Secrets
-// Manager's testSecret or moto's; it gets the version id RotateSecret was
-// given and returns the one RotateSecret reports.
+// smfake, as Secrets Manager does them: RotateSecret keeps the function and
+// the rules, enables rotation, and leaves no version behind (its test
+// version is its own business); DescribeSecret returns them.
 type rotateSM struct {
 	*smfake.SM
-	test func(id, token string) string
-	// tokens are the ClientRequestTokens RotateSecret was given.
-	tokens []string
+	rotations int
+	arn       map[string]string
+	rules     map[string]*smtypes.RotationRulesType
+}
+
+func newRotateSM() *rotateSM {
+	return &rotateSM{SM: smfake.New(), arn: map[string]string{}, rules: map[string]*smtypes.RotationRulesType{}}
 }
 
 func (f *rotateSM) TagResource(_ context.Context, in *secretsmanager.TagResourceInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error) {
@@ -35,17 +41,25 @@ func (f *rotateSM) TagResource(_ context.Context, in *secretsmanager.TagResource
 }
 
 func (f *rotateSM) RotateSecret(_ context.Context, in *secretsmanager.RotateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.RotateSecretOutput, error) {
-	if aws.ToBool(in.RotateImmediately) {
+	if aws.ToBool(in.RotateImmediately) || in.RotateImmediately == nil {
 		return nil, errors.New("apply must never rotate now")
 	}
-	token := aws.ToString(in.ClientRequestToken)
-	if token == "" {
-		return nil, errors.New("apply must pass a ClientRequestToken")
-	}
-	f.tokens = append(f.tokens, token)
+	f.rotations++
 	id := aws.ToString(in.SecretId)
+	f.arn[id], f.rules[id] = aws.ToString(in.RotationLambdaARN), in.RotationRules
 	f.SetRotationEnabled(id, true)
-	return &secretsmanager.RotateSecretOutput{VersionId: aws.String(f.test(id, token))}, nil
+	return &secretsmanager.RotateSecretOutput{}, nil
+}
+
+func (f *rotateSM) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	out, err := f.SM.DescribeSecret(ctx, in, optFns...)
+	if err == nil {
+		id := aws.ToString(in.SecretId)
+		if arn := f.arn[id]; arn != "" {
+			out.RotationLambdaARN, out.RotationRules = aws.String(arn), f.rules[id]
+		}
+	}
+	return out, err
 }
 
 const (
@@ -61,20 +75,6 @@ func applyEntry(t *testing.T) Entry {
 	}
 	return Entry{Line: 3, SecretID: applySecret, Provider: p, Expression: "rate(7 days)", Window: "3h",
 		Tags: map[string]string{rotation.TagManaged: "true", TagProvider: "gateway"}}.finish()
-}
-
-// motoTest is moto's RotateSecret: token's version holds a copy of the
-// AWSCURRENT value, labelled AWSPENDING and left so; it returns the
-// AWSCURRENT version.
-func motoTest(sm *smfake.SM) func(id, token string) string {
-	return func(id, token string) string {
-		if _, err := sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
-			SecretId: aws.String(id), ClientRequestToken: aws.String(token), SecretString: aws.String(applyValue), VersionStages: []string{rotation.Pending},
-		}); err != nil {
-			panic(err)
-		}
-		return "v1"
-	}
 }
 
 // plan runs Check and Plan as `inventory apply` does.
@@ -94,102 +94,61 @@ func plan(t *testing.T, sm SecretsManager, entries []Entry) []Change {
 	return changes
 }
 
-// Against moto, apply removes the AWSPENDING label moto's test leaves on a
-// copy of the value, so that the next rotation can start; Check, Plan and
-// Apply describe the secret twice (Check's output is reused).
-func TestApplyRemovesMotosTestPending(t *testing.T) {
-	f := &rotateSM{SM: smfake.New()}
-	f.test = motoTest(f.SM)
+// Apply sets the schedule without rotating, touches no version, and a
+// second plan finds nothing to change (idempotent); Check's descriptions
+// are reused by Plan.
+func TestApplySetsTheScheduleOnce(t *testing.T) {
+	f := newRotateSM()
 	f.Create(applySecret, applyValue, nil)
+	before := f.Stages(applySecret)
 	changes := plan(t, f, []Entry{applyEntry(t)})
 	if len(changes) != 1 || changes[0].Rotation == nil {
 		t.Fatalf("changes %+v: want a rotation to set", changes)
 	}
+	if got := f.Calls("DescribeSecret"); got != 1 {
+		t.Errorf("DescribeSecret called %d times by Check and Plan, want 1", got)
+	}
 	if err := Apply(context.Background(), f, changes, nil); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.tokens) != 1 {
-		t.Fatalf("%d RotateSecret calls", len(f.tokens))
+	if f.rotations != 1 || f.Calls("UpdateSecretVersionStage") != 0 || f.Calls("PutSecretValue") != 0 {
+		t.Fatalf("%d RotateSecret, %d UpdateSecretVersionStage, %d PutSecretValue calls: want only the schedule set",
+			f.rotations, f.Calls("UpdateSecretVersionStage"), f.Calls("PutSecretValue"))
 	}
-	for v, stages := range f.Stages(applySecret) {
-		if slices.Contains(stages, rotation.Pending) {
-			t.Errorf("version %s keeps AWSPENDING %v", v, stages)
+	if got := f.Stages(applySecret); len(got) != len(before) {
+		t.Errorf("versions %v after apply, %v before", got, before)
+	}
+	for _, c := range plan(t, f, []Entry{applyEntry(t)}) {
+		if !c.Empty() {
+			t.Errorf("a second plan wants %+v: apply is not idempotent", c)
 		}
-	}
-	if got := f.Calls("DescribeSecret"); got != 2 {
-		t.Errorf("DescribeSecret called %d times for one secret, want 2 (Check, and after RotateSecret)", got)
-	}
-	// Planning describes each secret once (in Check).
-	plan(t, f, []Entry{applyEntry(t)})
-	if got := f.Calls("DescribeSecret"); got != 3 {
-		t.Errorf("DescribeSecret called %d times after a second plan, want 3", got)
 	}
 }
 
-// Secrets Manager returns its test's version, which it removes itself:
-// apply leaves the label alone rather than race it.
-func TestApplyLeavesSecretsManagersTestPending(t *testing.T) {
-	f := &rotateSM{SM: smfake.New()}
-	f.test = func(id, token string) string {
-		f.StartRotation(id, token) // AWSPENDING, no value
-		return token
-	}
+// A rotation that starts while apply sets the schedule keeps its
+// AWSPENDING: apply never moves a label.
+func TestApplyLeavesAnotherRotationsPending(t *testing.T) {
+	f := newRotateSM()
 	f.Create(applySecret, applyValue, nil)
-	if err := Apply(context.Background(), f, plan(t, f, []Entry{applyEntry(t)}), nil); err != nil {
+	changes := plan(t, f, []Entry{applyEntry(t)})
+	f.StartRotation(applySecret, "other-rotation") // after the plan
+	if err := Apply(context.Background(), f, changes, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Stages(applySecret)[f.tokens[0]]; !slices.Contains(got, rotation.Pending) {
-		t.Errorf("the test's version has %v: apply removed Secrets Manager's AWSPENDING", got)
-	}
-	if got := f.Calls("UpdateSecretVersionStage"); got != 0 {
-		t.Errorf("%d UpdateSecretVersionStage calls", got)
-	}
-}
-
-// A rotation that starts while apply sets the schedule (a scheduled one, or
-// `keyrotor rotate`) puts AWSPENDING on its own version: apply leaves it,
-// whether it has a value yet or not.
-func TestApplyLeavesAnotherRotationsPending(t *testing.T) {
-	for _, withValue := range []bool{false, true} {
-		f := &rotateSM{SM: smfake.New()}
-		moto := motoTest(f.SM)
-		f.test = func(id, token string) string {
-			moto(id, token)
-			// The other rotation takes the label off moto's copy.
-			f.StartRotation(id, "other-rotation")
-			if withValue {
-				if _, err := f.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
-					SecretId: aws.String(id), ClientRequestToken: aws.String("other-rotation"),
-					SecretString: aws.String(`{"provider":"gateway","key":"k-2","key_id":"id-2"}`), VersionStages: []string{rotation.Pending},
-				}); err != nil {
-					panic(err)
-				}
-			}
-			return "v1"
-		}
-		f.Create(applySecret, applyValue, nil)
-		if err := Apply(context.Background(), f, plan(t, f, []Entry{applyEntry(t)}), nil); err != nil {
-			t.Fatal(err)
-		}
-		if got := f.Stages(applySecret)["other-rotation"]; !slices.Contains(got, rotation.Pending) {
-			t.Errorf("value %v: the other rotation's version has %v: apply removed its AWSPENDING", withValue, got)
-		}
-		if got := f.Calls("UpdateSecretVersionStage"); got != 0 {
-			t.Errorf("value %v: %d UpdateSecretVersionStage calls", withValue, got)
-		}
+	if got := f.Stages(applySecret)["other-rotation"]; !slices.Contains(got, rotation.Pending) {
+		t.Errorf("the other rotation's version has %v: apply removed its AWSPENDING", got)
 	}
 }
 
 // A rotation in progress when apply plans makes apply refuse to set the
 // schedule, without calling RotateSecret.
 func TestApplyRefusesDuringRotation(t *testing.T) {
-	f := &rotateSM{SM: smfake.New()}
-	f.test = motoTest(f.SM)
+	f := newRotateSM()
 	f.Create(applySecret, applyValue, nil)
 	f.StartRotation(applySecret, "in-progress")
 	err := Apply(context.Background(), f, plan(t, f, []Entry{applyEntry(t)}), nil)
-	if err == nil || len(f.tokens) != 0 {
-		t.Fatalf("err %v, %d RotateSecret calls: want a refusal", err, len(f.tokens))
+	if err == nil || f.rotations != 0 {
+		t.Fatalf("err %v, %d RotateSecret calls: want a refusal", err, f.rotations)
 	}
 	if got := f.Stages(applySecret)["in-progress"]; !slices.Contains(got, rotation.Pending) {
 		t.Errorf("the rotation's version has %v", got)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/internal/fakeprovider"
-	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/internal/smfake"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/revocation"
@@ -463,23 +462,21 @@ func TestStatusOfAllUsesListSecrets(t *testing.T) {
 	}
 }
 
-// A rotation function and the rules tag count as rotation enabled only
-// when Secrets Manager reports no ScheduleExpression (moto): a rotation
-// cancelled on AWS keeps both, and status reports it disabled, as the
-// auditor does.
-func TestStatusRotationDisabledDespiteRulesTag(t *testing.T) {
+// A rotation cancelled on AWS keeps its function and its rules: status
+// reports it disabled, as the auditor counts it, whatever rules remain, by
+// name and in the listing.
+func TestStatusCancelledRotationIsDisabled(t *testing.T) {
 	for _, tc := range []struct {
 		rules *smtypes.RotationRulesType
 		want  string
 	}{
-		{nil, RotationIdle}, // moto
-		{&smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(7)}, RotationIdle},
+		{nil, RotationDisabled},
+		{&smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(7)}, RotationDisabled},
 		{&smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(7 days)")}, RotationDisabled},
 	} {
 		e := newEnv(t)
 		e.managedSecret("prod/a")
 		e.sm.SetRotationEnabled("prod/a", false)
-		e.sm.Tag("prod/a", inventory.TagRotationRules, "0123456789ab")
 		e.op.SM = &listSM{fakeSM: e.sm, names: []string{"prod/a"}, rules: tc.rules}
 		for _, ids := range [][]string{nil, {"prod/a"}} {
 			sts, err := e.op.Status(context.Background(), ids, StatusOptions{NoVendor: true})

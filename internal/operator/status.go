@@ -196,7 +196,7 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 			st.Rotation = RotationStuck
 			st.Problems = append(st.Problems, fmt.Sprintf("rotation stuck: AWSPENDING on version %s since %s (run `keyrotor unstick %s`)", s.pending, since.UTC().Format(time.RFC3339), st.Secret))
 		}
-	case !st.RotationEnabled && !manual && !rulesTagged(s):
+	case !st.RotationEnabled && !manual:
 		st.Rotation = RotationDisabled
 		st.Problems = append(st.Problems, "rotation is not enabled (set it with `keyrotor inventory apply`)")
 	}
@@ -253,19 +253,6 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 		st.Problems = append(st.Problems, fmt.Sprintf("previous key %s still live more than 24h after its grace period ended (revocation failing? check the dead-letter queue)", prev.KeyID))
 	}
 	return st, nil
-}
-
-// rulesTagged reports whether inventory apply set a rotation that an
-// emulator does not report: a rotation function, the rules tag, and no
-// ScheduleExpression (moto returns none, and does not enable rotation for
-// one). Secrets Manager returns the expression, so a cancelled rotation,
-// which keeps the function and the tag, still counts as disabled, as the
-// auditor counts it.
-func rulesTagged(s *secret) bool {
-	if r := s.desc.RotationRules; r != nil && aws.ToString(r.ScheduleExpression) != "" {
-		return false
-	}
-	return aws.ToString(s.desc.RotationLambdaARN) != "" && s.tags[inventory.TagRotationRules] != ""
 }
 
 // describedEntry is a ListSecrets entry as DescribeSecret would return it.

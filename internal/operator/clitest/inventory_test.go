@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -202,11 +201,7 @@ func planBlock(out, secret string) string {
 
 // keyedGatewaySecret creates a gateway secret holding a live key, with
 // rotation enabled by an earlier configuration (every 30 days): what an
-// inventory meets in an account. It works around two deviations of moto
-// with RotateImmediately=false, which inventory apply uses: moto fills the
-// test's AWSPENDING version with the value the secret was created with
-// (AWS leaves it empty, and the rotation function then tests AWSCURRENT),
-// and it enables rotation only for AutomaticallyAfterDays.
+// inventory meets in an account.
 func (c *cli) keyedGatewaySecret(name string) {
 	c.t.Helper()
 	ctx := context.Background()
@@ -223,14 +218,5 @@ func (c *cli) keyedGatewaySecret(name string) {
 		RotationRules: &smtypes.RotationRulesType{AutomaticallyAfterDays: aws.Int64(30)}, RotateImmediately: aws.Bool(false),
 	}); err != nil {
 		c.t.Fatal(err)
-	}
-	for v, st := range c.stages(name) {
-		if slices.Contains(st, "AWSPENDING") && !slices.Contains(st, "AWSCURRENT") {
-			if _, err := c.sm().UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
-				SecretId: aws.String(name), VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String(v),
-			}); err != nil {
-				c.t.Fatal(err)
-			}
-		}
 	}
 }
