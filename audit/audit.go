@@ -49,7 +49,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
-	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/metrics"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -78,9 +77,18 @@ const (
 // TagKeyCreatedAt is the tag `keyrotor import` sets to the time (RFC 3339)
 // it stored a hand-rolled key as AWSCURRENT. The auditor reads it because
 // PutSecretValue does not set LastRotatedDate. The auditor owns the name;
-// the operator imports it from here. (The manual and reminder tags it also
-// reads are inventory.TagManual and inventory.TagRotationFrequency.)
+// the operator imports it from here, as it does TagManual and
+// TagRotationFrequency below.
 const TagKeyCreatedAt = "keyrotor:key-created-at"
+
+// TagManual marks a key whose vendor has no key API: it is imported by hand
+// and its rotation frequency is a key-age reminder. `keyrotor inventory
+// apply` writes it, with TagRotationFrequency.
+const TagManual = "keyrotor:manual"
+
+// TagRotationFrequency holds a key's rotation frequency as the inventory
+// gives it ("30d"; see ParseInterval): a manual key's reminder interval.
+const TagRotationFrequency = "keyrotor:rotation-frequency"
 
 // maxClockSkew is how far in the future a TagKeyCreatedAt may be (the
 // importing machine's clock ahead of the auditor's) and still count, as
@@ -224,7 +232,7 @@ func KeySince(e smtypes.SecretListEntry, now time.Time) time.Time {
 
 // Inspect returns the status of the secret e at now.
 func Inspect(e smtypes.SecretListEntry, now time.Time) Status {
-	s := Status{Name: aws.ToString(e.Name), RotationEnabled: aws.ToBool(e.RotationEnabled), Manual: tag(e, inventory.TagManual) == "true"}
+	s := Status{Name: aws.ToString(e.Name), RotationEnabled: aws.ToBool(e.RotationEnabled), Manual: tag(e, TagManual) == "true"}
 	s.Since = KeySince(e, now)
 	if !s.Since.IsZero() {
 		s.KeyAge = now.Sub(s.Since)
@@ -233,10 +241,10 @@ func Inspect(e smtypes.SecretListEntry, now time.Time) Status {
 		s.Interval, s.ScheduleError = Interval(e.RotationRules)
 	}
 	if s.Manual && s.Interval == 0 && s.ScheduleError == nil {
-		if v := tag(e, inventory.TagRotationFrequency); v != "" {
-			d, err := inventory.ParseInterval(v)
+		if v := tag(e, TagRotationFrequency); v != "" {
+			d, err := ParseInterval(v)
 			if err != nil {
-				s.ScheduleError = fmt.Errorf("tag %s: %w", inventory.TagRotationFrequency, err)
+				s.ScheduleError = fmt.Errorf("tag %s: %w", TagRotationFrequency, err)
 			} else {
 				s.Interval = d
 			}
@@ -361,7 +369,7 @@ func (a *Auditor) logFindings(log *slog.Logger, s Status, rep *Report) {
 		log.Warn("rotation schedule not understood: no key age ratio", "secret", s.Name, "error", s.ScheduleError.Error())
 	}
 	if s.Manual && s.Interval == 0 && s.ScheduleError == nil {
-		log.Warn("manual key without a reminder interval: no key age ratio", "secret", s.Name, "tag", inventory.TagRotationFrequency)
+		log.Warn("manual key without a reminder interval: no key age ratio", "secret", s.Name, "tag", TagRotationFrequency)
 	}
 }
 

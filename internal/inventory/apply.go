@@ -16,23 +16,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
-// Tags apply writes besides rotation.TagManaged and rotation.TagGracePeriod.
+// Tags apply writes besides rotation.TagManaged, rotation.TagGracePeriod,
+// audit.TagManual and audit.TagRotationFrequency.
 const (
 	TagProvider          = "keyrotor:provider"
-	TagRotationFrequency = "keyrotor:rotation-frequency"
 	TagAPIKey            = "keyrotor:api-key"
 	TagEnvironment       = "keyrotor:environment"
 	TagCriticality       = "keyrotor:criticality"
 	TagUsedBy            = "keyrotor:used-by"
 	TagAlertOnFailure    = "keyrotor:alert-on-failure"
 	TagRollbackOnFailure = "keyrotor:rollback-on-failure"
-	// TagManual marks a key whose vendor has no key API: it is imported
-	// by hand and its schedule is a key-age reminder.
-	TagManual = "keyrotor:manual"
 )
 
 // DefaultWindow is the longest rotation window apply sets by default.
@@ -108,10 +106,10 @@ func (e Entry) finish() Entry {
 	e.Tags[rotation.TagManaged] = "true"
 	e.Tags[TagProvider] = e.Provider.Name
 	if e.Interval > 0 {
-		e.Tags[TagRotationFrequency] = formatInterval(e.Interval)
+		e.Tags[audit.TagRotationFrequency] = formatInterval(e.Interval)
 	}
 	if !e.Provider.KeyAPI {
-		e.Tags[TagManual] = "true"
+		e.Tags[audit.TagManual] = "true"
 		e.Window = ""
 	}
 	return e

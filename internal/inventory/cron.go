@@ -229,27 +229,6 @@ func contains(vs []int, v int) bool {
 	return i < len(vs) && vs[i] == v
 }
 
-// ParseInterval parses a rotation frequency or grace period: a number and
-// a unit (m, h, d or w), or a Go duration such as 1h30m.
-func ParseInterval(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if n := len(s); n > 1 {
-		unit := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[s[n-1]]
-		if unit != 0 {
-			v, err := strconv.Atoi(s[:n-1])
-			if err != nil || v < 0 {
-				return 0, fmt.Errorf("%q is not a duration such as 90d, 12h or 30m", s)
-			}
-			return time.Duration(v) * unit, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration such as 90d, 12h or 30m", s)
-	}
-	return d, nil
-}
-
 // formatInterval writes d as whole days ("30d") or whole hours ("12h")
 // when it is one, else as a Go duration.
 func formatInterval(d time.Duration) string {

@@ -27,6 +27,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyrotor/keyrotor/audit"
 )
 
 // Inventory is a parsed inventory file.
@@ -332,7 +334,7 @@ func (p *parser) apiKey(n *yaml.Node) (APIKey, bool) {
 	check(good)
 	freq, good := f.str("rotation_frequency", true)
 	if good {
-		d, err := ParseInterval(freq)
+		d, err := audit.ParseInterval(freq)
 		switch {
 		case err != nil:
 			p.add(f.line("rotation_frequency"), "rotation_frequency: "+err.Error())
@@ -397,7 +399,7 @@ func (p *parser) schedule(n *yaml.Node) (Schedule, bool) {
 	check(good)
 	grace, good := f.str("grace_period", true)
 	if good {
-		d, err := ParseInterval(grace)
+		d, err := audit.ParseInterval(grace)
 		if err != nil {
 			p.add(f.line("grace_period"), "grace_period: "+err.Error())
 			good = false
@@ -411,7 +413,7 @@ func (p *parser) schedule(n *yaml.Node) (Schedule, bool) {
 	check(good)
 	window, good := f.str("window", false)
 	if good && window != "" {
-		d, err := ParseInterval(window)
+		d, err := audit.ParseInterval(window)
 		switch {
 		case err != nil:
 			p.add(f.line("window"), "window: "+err.Error())

@@ -6,8 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
@@ -48,7 +48,7 @@ func TestGuideExample(t *testing.T) {
 			t.Fatalf("unexpected entry %s", e.SecretID)
 		}
 		if e.Provider.Name != w.provider || e.Expression != w.expr || e.Tags[rotation.TagGracePeriod] != w.grace ||
-			e.Tags[TagRotationFrequency] != w.freq || (e.Tags[TagManual] == "true") != w.manual || e.Tags[rotation.TagManaged] != "true" {
+			e.Tags[audit.TagRotationFrequency] != w.freq || (e.Tags[audit.TagManual] == "true") != w.manual || e.Tags[rotation.TagManaged] != "true" {
 			t.Errorf("%s: %+v", e.SecretID, e)
 		}
 		if !w.manual && e.Window != "3h" {
@@ -163,19 +163,6 @@ rotation_schedules:
 		_, err := Parse("x.yaml", []byte(fmt.Sprintf(doc, tc.cron, tc.grace)))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("cron %q grace %s: Parse = %v, want %q", tc.cron, tc.grace, err, tc.want)
-		}
-	}
-}
-
-func TestParseInterval(t *testing.T) {
-	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "4h": 4 * time.Hour, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute} {
-		if got, err := ParseInterval(in); err != nil || got != want {
-			t.Errorf("ParseInterval(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"often", "-1d", "d", ""} {
-		if _, err := ParseInterval(bad); err == nil {
-			t.Errorf("ParseInterval(%q) accepted", bad)
 		}
 	}
 }

@@ -181,7 +181,7 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 	if cur.Key == "" && cur.KeyID == "" {
 		st.Problems = append(st.Problems, "no key yet: the first rotation creates it")
 	}
-	manual := s.tags[inventory.TagManual] == "true" || !hasKeyAPI(cur.Provider)
+	manual := s.tags[audit.TagManual] == "true" || !hasKeyAPI(cur.Provider)
 
 	switch {
 	case s.pending != "":
@@ -294,11 +294,11 @@ func (o *Operator) interval(s *secret, st *Status) time.Duration {
 	if d == 0 {
 		// The inventory's rotation frequency (a cron schedule, or a
 		// hand-rolled key's reminder).
-		if v := s.tags[inventory.TagRotationFrequency]; v != "" {
+		if v := s.tags[audit.TagRotationFrequency]; v != "" {
 			if st.Schedule == "" {
 				st.Schedule = "reminder every " + v
 			}
-			d, _ = inventory.ParseInterval(v)
+			d, _ = audit.ParseInterval(v)
 		}
 	}
 	return d
