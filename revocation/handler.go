@@ -183,7 +183,7 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 		h.count(m.Provider, MetricSkipped, "")
 		return Skipped, nil
 	}
-	if lu, ok := p.(providers.LastUseReporter); ok && !m.Emergency {
+	if lu, ok := p.(providers.LastUseReporter); ok && !m.IsEmergency() {
 		res, err := h.checkUse(ctx, log, lu, current, m, now)
 		if err != nil || res != "" {
 			return res, err

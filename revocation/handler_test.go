@@ -330,11 +330,23 @@ func TestResendFailureIsAFailure(t *testing.T) {
 }
 
 func TestDecode(t *testing.T) {
-	for _, body := range []string{``, `{}`, `[]`, `{"version":2,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v","not_before":"2026-01-01T00:00:00Z"}`,
+	for _, body := range []string{``, `{}`, `[]`, `{"version":3,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v","not_before":"2026-01-01T00:00:00Z"}`,
+		`{"version":2,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v","not_before":"2026-01-01T00:00:00Z","reason":"because"}`,
 		`{"version":1,"secret_id":"s","provider":"p","key_id":"k","not_before":"2026-01-01T00:00:00Z"}`,
 		`{"version":1,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v"}`} {
 		if _, err := revocation.Decode(body); !errors.Is(err, revocation.ErrInvalidMessage) {
 			t.Errorf("Decode(%q) err = %v, want ErrInvalidMessage", body, err)
+		}
+	}
+	// Version-1 messages queued before an upgrade are still honoured.
+	for body, reason := range map[string]string{
+		`{"version":1,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v","not_before":"2026-01-01T00:00:00Z"}`:                      revocation.ReasonRotation,
+		`{"version":1,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v","not_before":"2026-01-01T00:00:00Z","emergency":true}`:     revocation.ReasonEmergency,
+		`{"version":2,"secret_id":"s","provider":"p","key_id":"k","old_version_id":"v","not_before":"2026-01-01T00:00:00Z","reason":"abandoned"}`: revocation.ReasonAbandoned,
+	} {
+		m, err := revocation.Decode(body)
+		if err != nil || m.Reason != reason || m.IsEmergency() != (reason == revocation.ReasonEmergency) {
+			t.Errorf("Decode(%s) = reason %q (%v), want %q", body, m.Reason, err, reason)
 		}
 	}
 	if got := revocation.DelaySeconds(2*time.Hour) + revocation.DelaySeconds(1500*time.Millisecond); got != 902 {
@@ -476,11 +488,11 @@ func TestQueueSend(t *testing.T) {
 			names = append(names, k)
 		}
 		sort.Strings(names)
-		if fmt.Sprint(names) != "[attempt key_id not_before old_version_id provider secret_id version]" {
+		if fmt.Sprint(names) != "[attempt key_id not_before old_version_id provider reason secret_id version]" {
 			t.Fatalf("message fields %v, want exactly DESIGN §5's", names)
 		}
 		got, err := revocation.Decode(aws.ToString(in.MessageBody))
-		if err != nil || got.Version != 1 || got.KeyID != m.KeyID || !got.NotBefore.Equal(nb) {
+		if err != nil || got.Version != 2 || got.Reason != revocation.ReasonRotation || got.KeyID != m.KeyID || !got.NotBefore.Equal(nb) {
 			t.Fatalf("decoded %+v (%v)", got, err)
 		}
 	}

@@ -11,8 +11,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
-// MessageVersion is the version of the message format.
-const MessageVersion = 1
+// MessageVersion is the version of the message format this code writes.
+// Version 2 added Reason and FinishedAt; version-1 messages still in the queue
+// after an upgrade (they can wait hours) are still read and honoured.
+const MessageVersion = 2
+
+// Reasons a revocation was asked for (Message.Reason).
+const (
+	// ReasonRotation: a rotation superseded the key; it is revoked after the
+	// grace period, once the new key is in use where the vendor says so.
+	ReasonRotation = "rotation"
+	// ReasonEmergency: an emergency rotation superseded the key (it may have
+	// leaked); revoked as soon as not_before passes, without waiting for use.
+	ReasonEmergency = "emergency"
+	// ReasonAbandoned: the key was minted by a rotation that never finished
+	// (`keyrotor unstick`, or AWSPENDING dropped by a manual put); it was
+	// never AWSCURRENT, and is revoked once no step can still be running.
+	ReasonAbandoned = "abandoned"
+)
 
 // MaxDelay is the longest delay SQS allows on a message.
 const MaxDelay = 900 * time.Second
@@ -34,10 +50,20 @@ type Message struct {
 	// Attempt counts the times the message was sent again: while waiting
 	// for NotBefore and while deferring a key still in use.
 	Attempt int `json:"attempt"`
-	// Emergency is set by an emergency rotation: revoke as soon as NotBefore
-	// has passed, without waiting for the new key to be used.
+	// Reason says why the key is to be revoked (ReasonRotation,
+	// ReasonEmergency, ReasonAbandoned). Decode fills it for version 1.
+	Reason string `json:"reason,omitempty"`
+	// FinishedAt is when finishSecret queued the message: only use of the
+	// new key after it counts as use by applications (testSecret's own
+	// verification happens before). Zero in version 1 and for abandoned keys.
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// Emergency is version 1's spelling of ReasonEmergency; Decode turns it
+	// into Reason and it is never written.
 	Emergency bool `json:"emergency,omitempty"`
 }
+
+// IsEmergency reports whether the revocation must not wait for use.
+func (m Message) IsEmergency() bool { return m.Reason == ReasonEmergency || m.Emergency }
 
 // ErrInvalidMessage is wrapped by Decode's errors.
 var ErrInvalidMessage = errors.New("invalid revocation message")
@@ -49,12 +75,24 @@ func Decode(body string) (Message, error) {
 		return Message{}, fmt.Errorf("%w: not JSON of the expected shape", ErrInvalidMessage)
 	}
 	switch {
-	case m.Version != MessageVersion:
-		return Message{}, fmt.Errorf("%w: version %d, want %d", ErrInvalidMessage, m.Version, MessageVersion)
+	case m.Version != 1 && m.Version != MessageVersion:
+		return Message{}, fmt.Errorf("%w: version %d, want 1 or %d", ErrInvalidMessage, m.Version, MessageVersion)
 	case m.SecretID == "", m.Provider == "", m.KeyID == "", m.OldVersionID == "":
 		return Message{}, fmt.Errorf("%w: secret_id, provider, key_id and old_version_id are required", ErrInvalidMessage)
 	case m.NotBefore.IsZero():
 		return Message{}, fmt.Errorf("%w: not_before is required", ErrInvalidMessage)
+	}
+	if m.Reason == "" {
+		m.Reason = ReasonRotation
+		if m.Emergency {
+			m.Reason = ReasonEmergency
+		}
+	}
+	m.Emergency = false
+	switch m.Reason {
+	case ReasonRotation, ReasonEmergency, ReasonAbandoned:
+	default:
+		return Message{}, fmt.Errorf("%w: reason %q is not rotation, emergency or abandoned", ErrInvalidMessage, m.Reason)
 	}
 	return m, nil
 }
@@ -77,6 +115,10 @@ func (q Queue) Send(ctx context.Context, m Message, delay time.Duration) error {
 		return errors.New("no revocation queue configured (REVOCATION_QUEUE_URL)")
 	}
 	m.Version = MessageVersion
+	if m.Reason == "" {
+		m.Reason = ReasonRotation
+	}
+	m.Emergency = false
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

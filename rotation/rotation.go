@@ -658,7 +658,10 @@ func (r *Rotator) finishSecret(ctx context.Context, s *secret) (outcome, error) 
 		now := r.opts.Now()
 		m := revocation.Message{
 			SecretID: s.arn, Provider: r.p.Name(), KeyID: old.KeyID, OldVersionID: currentVersion, NewVersionID: s.token,
-			NotBefore: now.Add(s.grace).UTC(), Emergency: s.emergency,
+			NotBefore: now.Add(s.grace).UTC(), FinishedAt: now.UTC(), Reason: revocation.ReasonRotation,
+		}
+		if s.emergency {
+			m.Reason = revocation.ReasonEmergency
 		}
 		if r.queue == nil {
 			return "", errors.New("no revocation queue is configured: refusing to finish a rotation that would leave the old key alive")

@@ -154,7 +154,7 @@ func TestFullRotation(t *testing.T) {
 	}
 	m := e.q.sent[0]
 	want := revocation.Message{SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + secretName + "-AbCdEf", Provider: "fake",
-		KeyID: e.oldKey.ID, OldVersionID: "v1", NewVersionID: token, NotBefore: e.now.Add(time.Hour)}
+		KeyID: e.oldKey.ID, OldVersionID: "v1", NewVersionID: token, NotBefore: e.now.Add(time.Hour), FinishedAt: e.now, Reason: revocation.ReasonRotation}
 	if m.msg != want || m.delay != time.Hour {
 		t.Fatalf("message %+v delay %v, want %+v delay 1h", m.msg, m.delay, want)
 	}
@@ -530,8 +530,8 @@ func TestGracePeriod(t *testing.T) {
 			e.r = e.rotator(tc.env)
 			e.rotate(token)
 			m := e.q.sent[0]
-			if m.delay != tc.want || !m.msg.NotBefore.Equal(e.now.Add(tc.want)) || m.msg.Emergency != tc.emergency {
-				t.Fatalf("delay %v not_before %v emergency %v, want %v, now+%v, %v", m.delay, m.msg.NotBefore, m.msg.Emergency, tc.want, tc.want, tc.emergency)
+			if m.delay != tc.want || !m.msg.NotBefore.Equal(e.now.Add(tc.want)) || m.msg.IsEmergency() != tc.emergency {
+				t.Fatalf("delay %v not_before %v emergency %v, want %v, now+%v, %v", m.delay, m.msg.NotBefore, m.msg.IsEmergency(), tc.want, tc.want, tc.emergency)
 			}
 		})
 	}
