@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sort"
 	"time"
+
+	"github.com/keyrotor/keyrotor"
 )
 
 // Credential is the value of a managed secret: one JSON object with the
@@ -26,6 +28,13 @@ type Credential struct {
 	// Attrs holds every other field of the secret as raw JSON, so that a
 	// round trip through keyrotor loses nothing.
 	Attrs map[string]json.RawMessage
+	// Secret is the identity of the managed secret this value was read
+	// from. keyrotor sets it from the ARN that DescribeSecret returns, never
+	// from the value (ParseSecret leaves it zero, and it is never written).
+	// Bindings are checked against it (the IAM user's keyrotor:secret tag,
+	// the admin secret's keyrotor:admin-for patterns); a provider that needs
+	// a binding refuses an owner whose Secret is zero.
+	Secret keyrotor.Identity
 }
 
 // Field names of the secret value that Credential owns.

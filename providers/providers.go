@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -32,8 +33,9 @@ type Provider interface {
 type CreateRequest struct {
 	// SecretName is the name of the secret being rotated (never its value).
 	SecretName string
-	// KeyName is the vendor-side name to give the key (KeyName(SecretName,
-	// token)). Vendors without key names may ignore it.
+	// KeyName is the vendor-side name to give the key
+	// (keyrotor.KeyName(identity, token)). Vendors without key names may
+	// ignore it.
 	KeyName string
 	// Owner is the secret's AWSCURRENT value: its provider fields say what to
 	// rotate (the IAM user, the account). Its Key is empty on bootstrap.
@@ -43,10 +45,10 @@ type CreateRequest struct {
 // Lister is implemented by providers that can list an owner's keys. The
 // rotation engine uses it to find and revoke orphans of interrupted attempts.
 type Lister interface {
-	// ListKeys returns the keys of owner that belong to the secret whose key
-	// names start with namePrefix. A provider whose keys have no names (IAM)
-	// returns every key of the owner, which must then be dedicated to the
-	// secret.
+	// ListKeys returns the keys of owner whose names start with namePrefix.
+	// A provider whose keys have no names (IAM) returns every key of the
+	// owner with its creation time: the caller must then prove by other
+	// means which of them are its own (see package rotation).
 	ListKeys(ctx context.Context, owner Credential, namePrefix string) ([]KeyInfo, error)
 }
 
@@ -70,3 +72,10 @@ type KeyInfo struct {
 	Name      string
 	CreatedAt time.Time
 }
+
+// ErrUnbound is wrapped by the errors of a provider that refuses an owner
+// not bound to the secret (DESIGN §4 "Bindings"): an IAM user without the tag
+// keyrotor:secret naming the secret's ARN, an admin secret whose
+// keyrotor:admin-for does not match the secret's name. Their Kind is Invalid:
+// retrying does not help, binding does.
+var ErrUnbound = errors.New("not bound to this secret")

@@ -2,9 +2,14 @@ package rotation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -44,6 +49,16 @@ const (
 	TagEmergencyToken = "keyrotor:emergency-token"
 	// TagManaged marks the secrets keyrotor manages (auditor, CLI).
 	TagManaged = "keyrotor:managed"
+)
+
+// Metrics the engine publishes besides step outcomes (dimension Provider).
+const (
+	// MetricUnownedKeys counts keys at the vendor that reconcile cannot
+	// prove are this secret's, and therefore never revokes.
+	MetricUnownedKeys = "UnownedKeys"
+	// MetricAbandonedKeys counts keys of this secret that only unlabelled
+	// versions hold, whose revocation reconcile queued.
+	MetricAbandonedKeys = "AbandonedKeys"
 )
 
 // DefaultGracePeriod is the grace period when neither the tag nor GRACE_PERIOD sets one.
@@ -167,10 +182,14 @@ const (
 // secret is what every step knows after the checks.
 type secret struct {
 	id, name, arn, token string
-	versions             map[string][]string
-	grace                time.Duration
-	emergency            bool
-	log                  *slog.Logger
+	// identity is parsed from the ARN DescribeSecret returned: key names
+	// and bindings derive from it, never from the event's SecretId.
+	identity  keyrotor.Identity
+	versions  map[string][]string
+	tags      map[string]string
+	grace     time.Duration
+	emergency bool
+	log       *slog.Logger
 }
 
 func (r *Rotator) handle(ctx context.Context, log *slog.Logger, e events.SecretsManagerSecretRotationEvent) (outcome, error) {
@@ -213,13 +232,13 @@ func (r *Rotator) handle(ctx context.Context, log *slog.Logger, e events.Secrets
 	}
 	s := &secret{
 		id: e.SecretID, name: aws.ToString(desc.Name), arn: aws.ToString(desc.ARN),
-		token: e.ClientRequestToken, versions: desc.VersionIdsToStages, log: log,
+		token: e.ClientRequestToken, versions: desc.VersionIdsToStages, log: log, tags: map[string]string{},
 	}
-	if s.name == "" {
-		s.name = e.SecretID
+	if s.identity, err = keyrotor.ParseARN(s.arn); err != nil {
+		return "", fmt.Errorf("secretsmanager.DescribeSecret answered an ARN keyrotor cannot read, so key names and bindings cannot be derived: %w", err)
 	}
-	if s.arn == "" {
-		s.arn = e.SecretID
+	for _, t := range desc.Tags {
+		s.tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	if s.grace, s.emergency, err = r.gracePeriod(desc.Tags, s.token); err != nil {
 		return "", err
@@ -268,13 +287,21 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 		s.log.Info("AWSPENDING already holds this version's key: not minting another")
 		return alreadyDone, nil
 	}
+	if err := r.checkHold(s); err != nil {
+		return "", err
+	}
+	if current.Key != "" && current.KeyID == "" {
+		return "", providers.E("check AWSCURRENT", providers.Invalid, errors.New(
+			"AWSCURRENT holds a key but no key_id, so keyrotor could never revoke it once superseded; "+
+				"add the vendor's id of that key as \"key_id\" to the value (or store the key with `keyrotor import`), then rotate again"))
+	}
 	ownOrphans, err := r.reconcile(ctx, s, current)
 	if err != nil {
 		return "", err
 	}
-	req := providers.CreateRequest{SecretName: s.name, KeyName: providers.KeyName(s.name, s.token), Owner: current}
+	req := providers.CreateRequest{SecretName: s.name, KeyName: keyrotor.KeyName(s.identity, s.token), Owner: current}
 	minted, err := r.p.Create(ctx, req)
-	if providers.IsKind(err, providers.Conflict) && len(ownOrphans) > 0 {
+	if providers.IsKind(err, providers.Conflict) && (len(ownOrphans) > 0 || s.emergency) {
 		// At the vendor's key limit, with orphans of this rotation's
 		// earlier attempts taking the room: revoke them now and try again.
 		for _, id := range ownOrphans {
@@ -284,6 +311,14 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 			r.orphanRevoked(s, id)
 		}
 		ownOrphans = nil
+		if s.emergency {
+			// An emergency supersedes every older key: the AWSPREVIOUS
+			// key still in its grace period may go first to make room
+			// (IAM allows two keys).
+			if err := r.revokePrevious(ctx, s, current); err != nil {
+				return "", err
+			}
+		}
 		minted, err = r.p.Create(ctx, req)
 	}
 	if err != nil {
@@ -315,6 +350,51 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 	}
 	r.revokeOwnOrphans(ctx, s, current, ownOrphans)
 	return done, nil
+}
+
+// checkHold refuses a plain rotation while a rollback holds the secret
+// (tag keyrotor:rollback-until in the future): the rotation that was rolled
+// back would otherwise come straight back. An emergency goes through. An
+// unreadable tag holds too (fail closed), and says which tag to fix.
+func (r *Rotator) checkHold(s *secret) error {
+	v, ok := s.tags[keyrotor.TagRollbackUntil]
+	if !ok || s.emergency {
+		return nil
+	}
+	until, valid := keyrotor.RollbackHold(v)
+	if !valid {
+		return providers.E("check the rollback hold", providers.Invalid, fmt.Errorf(
+			"tag %s=%q is not an RFC 3339 time: fix or remove it (aws secretsmanager untag-resource --secret-id %s --tag-keys %s)",
+			keyrotor.TagRollbackUntil, v, s.name, keyrotor.TagRollbackUntil))
+	}
+	if now := r.opts.Now(); now.Before(until) {
+		return providers.E("check the rollback hold", providers.Conflict, fmt.Errorf(
+			"the secret was rolled back: plain rotations are held until %s (tag %s); rotate in an emergency with `keyrotor rotate --emergency %s`, or remove the tag",
+			until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil, s.name))
+	}
+	return nil
+}
+
+// revokePrevious revokes the AWSPREVIOUS key of an emergency rotation that
+// hit the vendor's key limit. That key is superseded (AWSCURRENT replaced
+// it) and held by this secret's version, whose own fields say whose key it
+// is; the current key is never touched.
+func (r *Rotator) revokePrevious(ctx context.Context, s *secret, current providers.Credential) error {
+	if versionWith(s.versions, Previous) == "" {
+		return nil
+	}
+	prev, err := r.readStage(ctx, s, Previous)
+	if err != nil {
+		return fmt.Errorf("read AWSPREVIOUS to make room: %w", err)
+	}
+	if prev.KeyID == "" || prev.KeyID == current.KeyID {
+		return nil
+	}
+	if err := r.p.Revoke(ctx, prev, prev.KeyID); err != nil && !providers.IsKind(err, providers.NotFound) {
+		return fmt.Errorf("emergency: revoke the superseded AWSPREVIOUS key %s to make room: %w", prev.KeyID, err)
+	}
+	s.log.Warn("emergency: revoked the superseded AWSPREVIOUS key to make room at the vendor's key limit", "key_id", prev.KeyID)
+	return nil
 }
 
 // successor is the new secret value: the current one's provider fields, the
@@ -351,44 +431,61 @@ func (r *Rotator) revokeUnstored(ctx context.Context, s *secret, owner providers
 	return cause
 }
 
-// reconcile revokes the keys of interrupted attempts: keys named as this
-// secret's that no version of the secret holds. A key stored in a version
-// is never an orphan, whatever its labels: AWSCURRENT is in use;
-// AWSPREVIOUS and older superseded keys belong to the revoker, which
-// revokes each after its own grace period and checks whether it is still
-// in use (rotations closer together than the grace period leave several
-// superseded keys in grace, only one of which is AWSPREVIOUS); a stored
-// AWSPENDING of another, abandoned attempt belongs to `keyrotor unstick`.
-// Only keys never stored (a crash between the vendor's create and
-// PutSecretValue, or a failed store whose cleanup failed) are orphans.
+// reconcile cleans up after interrupted and abandoned attempts, revoking
+// only keys it can prove are this secret's leftovers:
 //
-// To find whether a key is stored without reading every version, the
-// versions are listed only when there are candidates (never in the steady
-// state), and a candidate named for a version (KeyName(secret, version
-// id)) is looked up in that version; a candidate named for no version (a
-// bootstrap key named by hand) is looked up in the other versions.
+//   - A key is this secret's only if its vendor-side name starts with
+//     keyrotor.KeyNamePrefix(identity), which derives from the secret's full
+//     identity (partition, account, region, name, ARN suffix) with 130 bits of
+//     SHA-256: the same name in another region or account, or a re-created
+//     secret, has other keys. For a vendor whose keys have no names (IAM), a
+//     key is this rotation's own only if the vendor created it at or after
+//     this rotation's AWSPENDING version (one-second resolution): a lost
+//     CreateAccessKey answer of an earlier attempt. Anything older that no
+//     version holds is someone else's (an adopted user's other key): it is
+//     reported (log and UnownedKeys), never revoked.
+//   - A key stored in a labelled version is never touched: AWSCURRENT is in
+//     use, AWSPREVIOUS is the revoker's (grace period).
+//   - A key of this secret held only by unlabelled versions is superseded or
+//     abandoned (a manual put-secret-value during a rotation made Secrets
+//     Manager drop AWSPENDING, so no revocation was ever queued): its
+//     revocation is queued with the secret's grace period (reason
+//     abandoned, counted in AbandonedKeys); the revoker re-validates it.
+//   - A key named for this secret that no version holds was never stored
+//     (a crash between the vendor's create and PutSecretValue): revoked.
+//   - Keys named under the scheme before identity names (the secret name
+//     and a 32-bit hash) cannot be told from another region's or account's:
+//     reported, never revoked.
 //
-// Keys named for this very token are not revoked here but returned: they are
-// either orphans of an earlier attempt of this rotation, or the key that a
+// Versions are listed only when the vendor shows keys beyond AWSCURRENT's and
+// AWSPREVIOUS's, so the steady state costs nothing.
+//
+// Keys of this very token are not revoked here but returned: they are either
+// orphans of an earlier attempt of this rotation, or the key that a
 // concurrent invocation of this createSecret is about to store. Only the
 // invocation whose PutSecretValue succeeds may revoke them (revokeOwnOrphans):
 // a version's value is immutable, so no other key of this token can be stored
-// after that. Nameless keys (IAM) cannot be told apart and are revoked here
-// unless AWSCURRENT or AWSPREVIOUS holds them (IAM allows two keys, so there
-// is never a third in grace).
+// after that.
 func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Credential) (ownOrphans []string, err error) {
 	lister, ok := r.p.(providers.Lister)
 	if !ok {
 		return nil, nil
 	}
-	keys, err := lister.ListKeys(ctx, current, providers.KeyNamePrefix(s.name))
+	keys, err := lister.ListKeys(ctx, current, keyrotor.KeyNamePrefix(s.identity))
 	if err != nil {
 		return nil, fmt.Errorf("list keys to find orphans: %w", err)
 	}
+	nameless := false
 	var candidates []providers.KeyInfo
 	for _, k := range keys {
+		nameless = nameless || k.Name == ""
 		if k.ID != current.KeyID {
 			candidates = append(candidates, k)
+		}
+	}
+	if !nameless {
+		if err := r.reportLegacy(ctx, s, lister, current); err != nil {
+			return nil, err
 		}
 	}
 	if len(candidates) == 0 {
@@ -402,53 +499,148 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 		}
 		keep[prev.KeyID] = true
 	}
-	own := providers.KeyName(s.name, s.token)
-	var orphans []providers.KeyInfo
+	var rest []providers.KeyInfo
 	for _, k := range candidates {
-		switch {
-		case keep[k.ID]:
-		case k.Name == own:
-			ownOrphans = append(ownOrphans, k.ID)
-		default:
-			orphans = append(orphans, k)
+		if !keep[k.ID] {
+			rest = append(rest, k)
 		}
 	}
-	stored, err := r.storedKeys(ctx, s, orphans)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range orphans {
-		if stored[k.ID] {
-			s.log.Info("sparing a key that a version of the secret holds: it is the revoker's (grace period) or unstick's", "key_id", k.ID)
-			continue
-		}
-		if err := r.p.Revoke(ctx, current, k.ID); err != nil && !providers.IsKind(err, providers.NotFound) {
-			return nil, fmt.Errorf("revoke orphan key %s: %w", k.ID, err)
-		}
-		r.orphanRevoked(s, k.ID)
-	}
-	return ownOrphans, nil
-}
-
-// storedKeys returns which of the named keys a version of the secret other
-// than AWSCURRENT, AWSPREVIOUS and this token's holds. It lists the versions
-// once, then reads first the versions the keys are named for, and only for
-// a key named for no version, the other versions, until every key is found.
-func (r *Rotator) storedKeys(ctx context.Context, s *secret, keys []providers.KeyInfo) (map[string]bool, error) {
-	stored := map[string]bool{}
-	named := false
-	for _, k := range keys {
-		named = named || k.Name != ""
-	}
-	if !named {
-		return stored, nil
+	if len(rest) == 0 {
+		return nil, nil
 	}
 	versions, err := r.listVersions(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	// AWSCURRENT's and AWSPREVIOUS's keys are known, and this token's
-	// version has no value yet: never read them.
+	pendingCreated := versions.created[s.token]
+	own := keyrotor.KeyName(s.identity, s.token)
+	var others []providers.KeyInfo
+	for _, k := range rest {
+		switch {
+		case k.Name != "" && k.Name == own:
+			ownOrphans = append(ownOrphans, k.ID)
+		case k.Name == "" && !pendingCreated.IsZero() && !k.CreatedAt.IsZero() &&
+			!k.CreatedAt.Truncate(time.Second).Before(pendingCreated.Truncate(time.Second)):
+			ownOrphans = append(ownOrphans, k.ID)
+		default:
+			others = append(others, k)
+		}
+	}
+	holders, err := r.holders(ctx, s, versions, others)
+	if err != nil {
+		return nil, err
+	}
+	var unowned []string
+	for _, k := range others {
+		v, held := holders[k.ID]
+		switch {
+		case held && versions.labelled[v]:
+			s.log.Info("sparing a key that a labelled version of the secret holds", "key_id", k.ID, "version", v)
+		case held:
+			if err := r.queueAbandoned(ctx, s, k.ID, v); err != nil {
+				return nil, err
+			}
+		case k.Name == "":
+			unowned = append(unowned, k.ID)
+		default:
+			if err := r.p.Revoke(ctx, current, k.ID); err != nil && !providers.IsKind(err, providers.NotFound) {
+				return nil, fmt.Errorf("revoke orphan key %s: %w", k.ID, err)
+			}
+			r.orphanRevoked(s, k.ID)
+		}
+	}
+	if len(unowned) > 0 {
+		r.unowned(s, unowned, "the vendor created them before this rotation started and no version of the secret holds them: keyrotor did not mint them, so it never revokes them")
+	}
+	return ownOrphans, nil
+}
+
+// reportLegacy reports keys named under the scheme before identity names
+// ("keyrotor-" + a slug of the name + a 32-bit hash of the name): they may be
+// this secret's, or a secret's of the same name in another region or account.
+// Keys that AWSCURRENT or AWSPREVIOUS hold are not reported: they are this
+// secret's and the revoker revokes them once superseded.
+func (r *Rotator) reportLegacy(ctx context.Context, s *secret, lister providers.Lister, current providers.Credential) error {
+	keys, err := lister.ListKeys(ctx, current, legacyKeyNamePrefix(s.name))
+	if err != nil {
+		return fmt.Errorf("list keys named under the old scheme: %w", err)
+	}
+	var ids []string
+	for _, k := range keys {
+		if k.ID != current.KeyID && k.Name != "" {
+			ids = append(ids, k.ID)
+		}
+	}
+	if len(ids) > 0 && versionWith(s.versions, Previous) != "" {
+		prev, err := r.readStage(ctx, s, Previous)
+		if err != nil {
+			return fmt.Errorf("read AWSPREVIOUS: %w", err)
+		}
+		ids = slices.DeleteFunc(ids, func(id string) bool { return id == prev.KeyID })
+	}
+	if len(ids) > 0 {
+		r.unowned(s, ids, "they are named under the scheme before identity names, which other secrets of the same name share: revoke them by hand once you know whose they are")
+	}
+	return nil
+}
+
+// legacyKeyNamePrefix is the key name prefix of the first scheme, derived
+// from the secret name alone; only reportLegacy uses it.
+func legacyKeyNamePrefix(secretName string) string {
+	sum := sha256.Sum256([]byte(secretName))
+	var b strings.Builder
+	for _, r := range strings.ToLower(secretName) {
+		if b.Len() >= 20 {
+			break
+		}
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return "keyrotor-" + b.String() + "-" + hex.EncodeToString(sum[:4]) + "-"
+}
+
+// unowned reports keys that reconcile cannot prove are this secret's.
+func (r *Rotator) unowned(s *secret, ids []string, why string) {
+	s.log.Warn("keys at the vendor that keyrotor cannot prove are this secret's: not revoking them; "+why, "key_ids", ids)
+	r.opts.Metrics.Put([]metrics.Dim{{Name: "Provider", Value: r.p.Name()}}, nil, metrics.Metric{Name: MetricUnownedKeys, Value: float64(len(ids)), Unit: metrics.Count})
+}
+
+// queueAbandoned queues, with the secret's grace period, the revocation of a
+// key of this secret that only an unlabelled version holds.
+func (r *Rotator) queueAbandoned(ctx context.Context, s *secret, keyID, version string) error {
+	if r.queue == nil {
+		return errors.New("no revocation queue is configured: cannot queue the revocation of an abandoned key")
+	}
+	now := r.opts.Now()
+	m := revocation.Message{SecretID: s.arn, Provider: r.p.Name(), KeyID: keyID, OldVersionID: version,
+		NotBefore: now.Add(s.grace).UTC(), Reason: revocation.ReasonAbandoned}
+	if err := r.queue.Send(ctx, m, s.grace); err != nil {
+		return fmt.Errorf("queue the revocation of key %s, held only by the unlabelled version %s: %w", keyID, version, err)
+	}
+	s.log.Warn("queued the revocation of a key only an unlabelled version holds (a superseded key, or one minted by a rotation abandoned by a manual put-secret-value)",
+		"key_id", keyID, "version", version, "not_before", m.NotBefore.Format(time.RFC3339))
+	r.opts.Metrics.Put([]metrics.Dim{{Name: "Provider", Value: r.p.Name()}}, nil, metrics.Metric{Name: MetricAbandonedKeys, Value: 1, Unit: metrics.Count})
+	return nil
+}
+
+// versionList is the secret's versions as ListSecretVersionIds shows them.
+type versionList struct {
+	ids      []string
+	created  map[string]time.Time
+	labelled map[string]bool
+}
+
+// holders returns, for the keys given, the version of the secret (other
+// than this token's, which has no value yet) that holds each key. A key named
+// for a version (KeyName(identity, version id)) is looked up in that version
+// only; a key named for no version, or a nameless one, in every version.
+// AWSCURRENT's and AWSPREVIOUS's keys are known to the caller: those
+// versions are not read again.
+func (r *Rotator) holders(ctx context.Context, s *secret, versions versionList, keys []providers.KeyInfo) (map[string]string, error) {
+	holders := map[string]string{}
 	read := map[string]bool{s.token: true, versionWith(s.versions, Current): true, versionWith(s.versions, Previous): true}
 	readVersion := func(id string) error {
 		if read[id] {
@@ -460,30 +652,34 @@ func (r *Rotator) storedKeys(ctx context.Context, s *secret, keys []providers.Ke
 			return err
 		}
 		if keyID != "" {
-			stored[keyID] = true
+			if _, seen := holders[keyID]; !seen {
+				holders[keyID] = id
+			}
 		}
 		return nil
 	}
 	for _, k := range keys {
-		if k.Name == "" || stored[k.ID] {
+		if _, found := holders[k.ID]; found {
 			continue
 		}
-		matched := false
-		for _, id := range versions {
-			if providers.KeyName(s.name, id) == k.Name {
-				matched = true
-				if err := readVersion(id); err != nil {
-					return nil, err
+		if k.Name != "" {
+			matched := false
+			for _, id := range versions.ids {
+				if keyrotor.KeyName(s.identity, id) == k.Name {
+					matched = true
+					if err := readVersion(id); err != nil {
+						return nil, err
+					}
 				}
 			}
+			if matched {
+				// keyrotor stores a key named for a version in that
+				// version only: found there, or never stored.
+				continue
+			}
 		}
-		if matched {
-			// keyrotor stores a key named for a version in that
-			// version only: found there, or never stored.
-			continue
-		}
-		for _, id := range versions {
-			if stored[k.ID] {
+		for _, id := range versions.ids {
+			if _, found := holders[k.ID]; found {
 				break
 			}
 			if err := readVersion(id); err != nil {
@@ -491,26 +687,30 @@ func (r *Rotator) storedKeys(ctx context.Context, s *secret, keys []providers.Ke
 			}
 		}
 	}
-	return stored, nil
+	return holders, nil
 }
 
-// listVersions lists the secret's version ids, labelled or not (a superseded
-// key's version has lost its labels).
-func (r *Rotator) listVersions(ctx context.Context, s *secret) ([]string, error) {
-	var ids []string
+// listVersions lists the secret's versions, labelled or not (a superseded
+// key's version has lost its labels), with their creation dates.
+func (r *Rotator) listVersions(ctx context.Context, s *secret) (versionList, error) {
+	vl := versionList{created: map[string]time.Time{}, labelled: map[string]bool{}}
 	in := &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(s.id), IncludeDeprecated: aws.Bool(true)}
 	for {
 		out, err := r.sm.ListSecretVersionIds(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("secretsmanager.ListSecretVersionIds (to spare stored keys): %w", err)
+			return vl, fmt.Errorf("secretsmanager.ListSecretVersionIds (to find which version holds each key): %w", err)
 		}
 		for _, v := range out.Versions {
-			if id := aws.ToString(v.VersionId); id != "" {
-				ids = append(ids, id)
+			id := aws.ToString(v.VersionId)
+			if id == "" {
+				continue
 			}
+			vl.ids = append(vl.ids, id)
+			vl.created[id] = aws.ToTime(v.CreatedDate)
+			vl.labelled[id] = len(v.VersionStages) > 0
 		}
 		if aws.ToString(out.NextToken) == "" {
-			return ids, nil
+			return vl, nil
 		}
 		in.NextToken = out.NextToken
 	}
@@ -671,6 +871,11 @@ func (r *Rotator) finishSecret(ctx context.Context, s *secret) (outcome, error) 
 		}
 		s.log.Info("scheduled revocation of the old key", "key_id", old.KeyID, "not_before", m.NotBefore.Format(time.RFC3339), "emergency", s.emergency)
 	}
+	if s.emergency {
+		if err := r.supersedeAll(ctx, s, pending.KeyID, old.KeyID, currentVersion); err != nil {
+			return "", err
+		}
+	}
 	if _, err := r.sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
 		SecretId:            aws.String(s.id),
 		VersionStage:        aws.String(Current),
@@ -684,6 +889,41 @@ func (r *Rotator) finishSecret(ctx context.Context, s *secret) (outcome, error) 
 	}
 	s.log.Info("rotation finished", "key_id", pending.KeyID, "old_key_id", old.KeyID)
 	return done, nil
+}
+
+// supersedeAll queues, for an emergency rotation, the immediate revocation
+// of every key older versions of the secret hold besides the old AWSCURRENT's
+// (already queued): the AWSPREVIOUS key still in its grace period and keys of
+// unlabelled versions. A leaked secret may have leaked them all. The revoker
+// re-validates each message (the version still holds the key, no label,
+// the owner bound) before it revokes.
+func (r *Rotator) supersedeAll(ctx context.Context, s *secret, newKeyID, oldKeyID, oldVersion string) error {
+	versions, err := r.listVersions(ctx, s)
+	if err != nil {
+		return fmt.Errorf("emergency: %w", err)
+	}
+	queued := map[string]bool{newKeyID: true, oldKeyID: true, "": true}
+	now := r.opts.Now()
+	for _, id := range versions.ids {
+		if id == s.token || id == oldVersion {
+			continue
+		}
+		keyID, err := r.versionKeyID(ctx, s, id)
+		if err != nil {
+			return fmt.Errorf("emergency: %w", err)
+		}
+		if queued[keyID] {
+			continue
+		}
+		queued[keyID] = true
+		m := revocation.Message{SecretID: s.arn, Provider: r.p.Name(), KeyID: keyID, OldVersionID: id, NewVersionID: s.token,
+			NotBefore: now.UTC(), FinishedAt: now.UTC(), Reason: revocation.ReasonEmergency}
+		if err := r.queue.Send(ctx, m, 0); err != nil {
+			return fmt.Errorf("emergency: schedule the revocation of the superseded key %s (version %s): %w", keyID, id, err)
+		}
+		s.log.Warn("emergency: scheduled the immediate revocation of an older superseded key", "key_id", keyID, "version", id)
+	}
+	return nil
 }
 
 func (r *Rotator) removePending(ctx context.Context, secretID, version string) error {
@@ -708,7 +948,9 @@ func (r *Rotator) readStage(ctx context.Context, s *secret, stage string) (provi
 		}
 		return providers.Credential{}, fmt.Errorf("secretsmanager.GetSecretValue(%s): %w", stage, err)
 	}
-	return r.parse(out, stage)
+	c, err := r.parse(out, stage)
+	c.Secret = s.identity
+	return c, err
 }
 
 // readPending reads the token's AWSPENDING value; found is false while the
@@ -725,6 +967,7 @@ func (r *Rotator) readPending(ctx context.Context, s *secret) (cred providers.Cr
 		return providers.Credential{}, false, fmt.Errorf("secretsmanager.GetSecretValue(AWSPENDING): %w", err)
 	}
 	cred, err = r.parse(out, Pending)
+	cred.Secret = s.identity
 	return cred, err == nil, err
 }
 

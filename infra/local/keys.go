@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -14,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/gateway"
 )
 
@@ -121,10 +121,19 @@ func short(id string) string {
 	return id
 }
 
-// LiveKeys returns the gateway's live keys minted for secretName (their
-// names start with providers.KeyNamePrefix(secretName)), oldest first.
+// LiveKeys returns the gateway's live keys minted for the secret secretName
+// (their names start with keyrotor.KeyNamePrefix of its identity), oldest
+// first; none when the secret cannot be described.
 func (s *Stack) LiveKeys(secretName string) []gateway.ServerKey {
-	prefix := providers.KeyNamePrefix(secretName)
+	desc, err := s.clients.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretName)})
+	if err != nil {
+		return nil
+	}
+	id, err := keyrotor.ParseARN(aws.ToString(desc.ARN))
+	if err != nil {
+		return nil
+	}
+	prefix := keyrotor.KeyNamePrefix(id)
 	var out []gateway.ServerKey
 	for _, k := range s.Gateway.LiveKeys() {
 		if strings.HasPrefix(k.Name, prefix) {

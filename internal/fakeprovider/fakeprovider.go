@@ -21,6 +21,7 @@ import (
 type Key struct {
 	ID, Name, Secret string
 	LastUsed         time.Time
+	CreatedAt        time.Time
 }
 
 // Provider is the fake vendor and its provider. Name is "fake".
@@ -39,6 +40,9 @@ type Provider struct {
 	// (a key that has not propagated yet).
 	VerifyFailures int
 	Now            func() time.Time
+	// Nameless makes the vendor behave like IAM: keys have no names, and
+	// ListKeys returns every key with its creation time.
+	Nameless bool
 }
 
 // New returns an empty fake vendor.
@@ -71,7 +75,10 @@ func (p *Provider) add(name string) *Key {
 	p.seq++
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	k := &Key{ID: "fk" + strconv.Itoa(1000+p.seq), Name: name, Secret: "fakesecret-" + hex.EncodeToString(b)}
+	if p.Nameless {
+		name = ""
+	}
+	k := &Key{ID: "fk" + strconv.Itoa(1000+p.seq), Name: name, Secret: "fakesecret-" + hex.EncodeToString(b), CreatedAt: p.Now()}
 	p.keys[k.ID] = k
 	return k
 }
@@ -91,7 +98,7 @@ func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (pro
 	}
 	k := p.add(req.KeyName)
 	p.created++
-	return providers.Credential{Provider: "fake", Key: k.Secret, KeyID: k.ID}, nil
+	return providers.Credential{Provider: "fake", Key: k.Secret, KeyID: k.ID, CreatedAt: k.CreatedAt}, nil
 }
 
 // Verify accepts a live key and records its use.
@@ -133,8 +140,8 @@ func (p *Provider) ListKeys(_ context.Context, _ providers.Credential, prefix st
 	}
 	var out []providers.KeyInfo
 	for _, k := range p.keys {
-		if strings.HasPrefix(k.Name, prefix) {
-			out = append(out, providers.KeyInfo{ID: k.ID, Name: k.Name})
+		if p.Nameless || strings.HasPrefix(k.Name, prefix) {
+			out = append(out, providers.KeyInfo{ID: k.ID, Name: k.Name, CreatedAt: k.CreatedAt})
 		}
 	}
 	return out, nil

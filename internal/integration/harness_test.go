@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -158,7 +159,7 @@ func (s *stack) function(name string, env ...string) *testenv.Function {
 // gatewaySecret creates a managed gateway secret holding a live key.
 func (s *stack) gatewaySecret(name string, tags map[string]string) gateway.CreatedKey {
 	s.t.Helper()
-	k, err := s.gw.CreateKey(providers.KeyName(name, "initial"), "")
+	k, err := s.gw.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: name}, "initial"), "")
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -2,11 +2,10 @@ package integration
 
 import (
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/keyrotor/keyrotor/providers"
 )
 
 // TestReconcileSparesKeysInGraceOnMoto rotates a gateway secret four times
@@ -40,7 +39,7 @@ func TestReconcileSparesKeysInGraceOnMoto(t *testing.T) {
 		t.Fatalf("%d revocations scheduled, want 4 (one per superseded key)", n)
 	}
 
-	orphan, err := s.gw.CreateKey(providers.KeyName(secret, "crashed-attempt"), "")
+	orphan, err := s.gw.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: secret}, "crashed-attempt"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"strings"
 	"sync"
 	"testing"
@@ -178,7 +179,7 @@ func TestInterruptedBetweenEveryPairOfCalls(t *testing.T) {
 			}
 			ours := 0
 			for _, k := range s.gw.LiveKeys() {
-				if strings.HasPrefix(k.Name, providers.KeyNamePrefix(secret)) {
+				if strings.HasPrefix(k.Name, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: secret})) {
 					ours++
 					if k.ID != old.ID && k.ID != cur.KeyID {
 						t.Fatalf("lost=%v n=%d: key %s leaked", lost, n, k.ID)
@@ -373,7 +374,7 @@ func TestGraceLongerThanSQSDelays(t *testing.T) {
 	s := newStack(t)
 	const secret = "prod/long-grace"
 	old := s.gatewaySecret(secret, nil)
-	cur, _ := s.gw.CreateKey(providers.KeyName(secret, "x"), "")
+	cur, _ := s.gw.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: secret}, "x"), "")
 	ctx := context.Background()
 	// Make the new key AWSCURRENT as a rotation would.
 	s.beginRotation(secret, tok(1))

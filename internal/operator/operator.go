@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -258,6 +259,9 @@ func (o *Operator) read(ctx context.Context, op, id, stage, version string) (cre
 	if err != nil {
 		return providers.Credential{}, false, fmt.Errorf("%s %s: the %s value: %w", op, id, stage, err)
 	}
+	// The identity the providers check bindings against comes from AWS's
+	// answer, never from the value; a zero one is refused by them.
+	cred.Secret, _ = keyrotor.ParseARN(aws.ToString(out.ARN))
 	return cred, true, nil
 }
 

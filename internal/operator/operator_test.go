@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"errors"
+	"github.com/keyrotor/keyrotor"
 	"io"
 	"log/slog"
 	"reflect"
@@ -136,7 +137,7 @@ func (e *env) current(secret string) providers.Credential {
 }
 
 func (e *env) managedSecret(name string) providers.Credential {
-	k := e.p.Add(providers.KeyName(name, "initial"))
+	k := e.p.Add(keyrotor.KeyName(keyrotor.Identity{Name: name}, "initial"))
 	e.sm.Create(name, `{"provider":"fake","key":"`+k.Secret+`","key_id":"`+k.ID+`"}`, map[string]string{rotation.TagManaged: "true"})
 	e.sm.SetRotationEnabled(name, true)
 	return e.current(name)

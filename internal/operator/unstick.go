@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -70,7 +71,11 @@ func (o *Operator) Unstick(ctx context.Context, id string, opts UnstickOptions) 
 			return res, fmt.Errorf("%s %s: %w; nothing was changed", op, id, err)
 		}
 		if l, ok := p.(providers.Lister); ok {
-			keys, err := l.ListKeys(ctx, cur, providers.KeyName(s.name(), s.pending))
+			ident, err := keyrotor.ParseARN(aws.ToString(s.desc.ARN))
+			if err != nil {
+				return res, fmt.Errorf("%s %s: %w; nothing was changed", op, id, err)
+			}
+			keys, err := l.ListKeys(ctx, cur, keyrotor.KeyName(ident, s.pending))
 			if err != nil {
 				return res, fmt.Errorf("%s %s: list the keys of version %s at %s: %w; nothing was changed", op, id, s.pending, cur.Provider, err)
 			}

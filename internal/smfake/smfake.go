@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -15,8 +16,9 @@ import (
 )
 
 type version struct {
-	value  *string
-	stages map[string]bool
+	value   *string
+	stages  map[string]bool
+	created time.Time
 }
 
 type secret struct {
@@ -40,7 +42,20 @@ type SM struct {
 	// PageSize is the most versions a ListSecretVersionIds page holds when
 	// the call sets no MaxResults (default 100), to test pagination.
 	PageSize int
-	calls    map[string]int
+	// Now is the clock that dates versions (CreatedDate); default time.Now.
+	Now func() time.Time
+	// Region and Suffix go into the ARNs of secrets created next (default
+	// us-east-1 and AbCdEf), to test secrets of one name in two regions or
+	// a secret re-created under its old name.
+	Region, Suffix string
+	calls          map[string]int
+}
+
+func (f *SM) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
 }
 
 // New returns an empty fake.
@@ -51,12 +66,19 @@ func New() *SM { return &SM{secrets: map[string]*secret{}, calls: map[string]int
 func (f *SM) Create(name, value string, tags map[string]string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := &secret{name: name, arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + name + "-AbCdEf", versions: map[string]*version{}}
+	region, suffix := f.Region, f.Suffix
+	if region == "" {
+		region = "us-east-1"
+	}
+	if suffix == "" {
+		suffix = "AbCdEf"
+	}
+	s := &secret{name: name, arn: "arn:aws:secretsmanager:" + region + ":123456789012:secret:" + name + "-" + suffix, versions: map[string]*version{}}
 	for k, v := range tags {
 		s.tags = append(s.tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	if value != "" {
-		s.versions["v1"] = &version{value: aws.String(value), stages: map[string]bool{"AWSCURRENT": true}}
+		s.versions["v1"] = &version{value: aws.String(value), stages: map[string]bool{"AWSCURRENT": true}, created: f.now()}
 		s.order = append(s.order, "v1")
 	}
 	f.secrets[name] = s
@@ -79,7 +101,7 @@ func (f *SM) StartRotation(name, token string) {
 	for _, v := range s.versions {
 		delete(v.stages, "AWSPENDING")
 	}
-	s.versions[token] = &version{stages: map[string]bool{"AWSPENDING": true}}
+	s.versions[token] = &version{stages: map[string]bool{"AWSPENDING": true}, created: f.now()}
 	s.order = append(s.order, token)
 }
 
@@ -199,7 +221,8 @@ func (f *SM) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValue
 	if v == nil || (stage != "" && !v.stages[stage]) || v.value == nil {
 		return nil, &smtypes.ResourceNotFoundException{Message: aws.String(fmt.Sprintf("Secrets Manager can't find the specified secret value for VersionId: %s, staging label: %s", id, stage))}
 	}
-	out := &secretsmanager.GetSecretValueOutput{Name: aws.String(s.name), ARN: aws.String(s.arn), VersionId: aws.String(id), SecretString: v.value}
+	out := &secretsmanager.GetSecretValueOutput{Name: aws.String(s.name), ARN: aws.String(s.arn), VersionId: aws.String(id), SecretString: v.value,
+		CreatedDate: aws.Time(v.created)}
 	return out, f.end("GetSecretValue")
 }
 
@@ -225,7 +248,7 @@ func (f *SM) PutSecretValue(_ context.Context, in *secretsmanager.PutSecretValue
 	}
 	v := s.versions[id]
 	if v == nil {
-		v = &version{stages: map[string]bool{}}
+		v = &version{stages: map[string]bool{}, created: f.now()}
 		s.versions[id] = v
 		s.order = append(s.order, id)
 	}
@@ -312,7 +335,7 @@ func (f *SM) ListSecretVersionIds(_ context.Context, in *secretsmanager.ListSecr
 		if !labelled && !aws.ToBool(in.IncludeDeprecated) {
 			continue
 		}
-		all = append(all, smtypes.SecretVersionsListEntry{VersionId: aws.String(id), VersionStages: st})
+		all = append(all, smtypes.SecretVersionsListEntry{VersionId: aws.String(id), VersionStages: st, CreatedDate: aws.Time(s.versions[id].created)})
 	}
 	size := int(aws.ToInt32(in.MaxResults))
 	if size <= 0 {

@@ -6,7 +6,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/providers"
 )
 
@@ -40,4 +42,17 @@ func ReadSecret(t testing.TB, sm *secretsmanager.Client, secret, stage string) p
 		t.Fatal(err)
 	}
 	return c
+}
+
+// AdminFor returns the tags that bind an admin secret to the managed
+// secrets whose names match patterns (keyrotor:admin-for).
+func AdminFor(patterns string) []smtypes.Tag {
+	return []smtypes.Tag{{Key: aws.String(keyrotor.TagAdminFor), Value: aws.String(patterns)}}
+}
+
+// Identity returns the identity of a managed secret named name in the
+// account and region moto and smfake use, for provider tests that need an
+// owner whose identity keyrotor set but no real secret.
+func Identity(name string) keyrotor.Identity {
+	return keyrotor.Identity{Partition: "aws", Account: "123456789012", Region: "us-east-1", Name: name, Suffix: "AbCdEf"}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"slices"
 	"testing"
 
@@ -85,7 +86,7 @@ func TestRotationKeepsUsagePlans(t *testing.T) {
 	m := startMoto(t)
 	gold, silver, other := m.plan(t, "gold"), m.plan(t, "silver"), m.plan(t, "other")
 
-	first, err := m.p.Create(ctx, providers.CreateRequest{SecretName: "app", KeyName: providers.KeyName("app", "t1"), Owner: owner(t, "", gold)})
+	first, err := m.p.Create(ctx, providers.CreateRequest{SecretName: "app", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app"}, "t1"), Owner: owner(t, "", gold)})
 	if err != nil {
 		t.Fatalf("bootstrap Create: %v", err)
 	}
@@ -98,7 +99,7 @@ func TestRotationKeepsUsagePlans(t *testing.T) {
 		t.Fatalf("Verify(first): %v", err)
 	}
 
-	second, err := m.p.Create(ctx, providers.CreateRequest{SecretName: "app", KeyName: providers.KeyName("app", "t2"), Owner: first})
+	second, err := m.p.Create(ctx, providers.CreateRequest{SecretName: "app", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app"}, "t2"), Owner: first})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"reflect"
 	"strings"
@@ -42,7 +43,7 @@ func TestConformanceAccountTokens(t *testing.T) {
 }
 
 func createReq(owner providers.Credential) providers.CreateRequest {
-	return providers.CreateRequest{SecretName: "app/cf", KeyName: providers.KeyName("app/cf", "tok-1"), Owner: owner}
+	return providers.CreateRequest{SecretName: "app/cf", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app/cf"}, "tok-1"), Owner: owner}
 }
 
 func wantKind(t *testing.T, err error, k providers.Kind) *providers.Error {
@@ -270,7 +271,7 @@ func TestRefusedCreateBelowTheLimitKeepsItsKind(t *testing.T) {
 
 func TestListKeysPages(t *testing.T) {
 	e := newEnv(t, options{account: true})
-	prefix := providers.KeyNamePrefix("app/cf")
+	prefix := keyrotor.KeyNamePrefix(keyrotor.Identity{Name: "app/cf"})
 	e.fake.Mu.Lock()
 	for i := range 62 {
 		e.fake.Add(account, prefix+strings.Repeat("x", i%5), []map[string]any{policyJSON(zoneRead)}, "")
@@ -309,10 +310,11 @@ func TestAdminSecretFromMoto(t *testing.T) {
 	sm := secretsmanager.NewFromConfig(m.Config(t))
 	ctx := context.Background()
 	v, _ := json.Marshal(map[string]string{"key": adminValue})
-	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("cloudflare/admin"), SecretString: aws.String(string(v))}); err != nil {
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("cloudflare/admin"), SecretString: aws.String(string(v)), Tags: testenv.AdminFor("app/*")}); err != nil {
 		t.Fatal(err)
 	}
 	e := newEnv(t, options{})
+	e.owner.Secret = testenv.Identity("app/x")
 	e.p.admin = adminsecret.Reader{SM: sm}
 	cred, err := e.p.Create(ctx, createReq(e.owner))
 	if err != nil {

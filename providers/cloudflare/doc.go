@@ -3,7 +3,7 @@
 // by create-copy-delete.
 //
 // Create reads the old token (GET .../tokens/{id}) and creates a new token
-// named providers.KeyName(secret, token) with the same policies (effect,
+// named keyrotor.KeyName(keyrotor.Identity{Name: secret}, token) with the same policies (effect,
 // resources, permission group ids; read-only ids stripped), the same
 // condition (client IP ranges) and the same expires_on and not_before. The
 // copy keeps the old token's absolute expiry: rotation does not extend a

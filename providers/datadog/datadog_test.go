@@ -2,6 +2,7 @@ package datadog_test
 
 import (
 	"context"
+	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,7 +43,7 @@ func TestConformance(t *testing.T) {
 
 func create(t *testing.T, p *datadog.Provider, owner providers.Credential, token string) providers.Credential {
 	t.Helper()
-	c, err := p.Create(context.Background(), providers.CreateRequest{SecretName: "app/dd", KeyName: providers.KeyName("app/dd", token), Owner: owner})
+	c, err := p.Create(context.Background(), providers.CreateRequest{SecretName: "app/dd", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app/dd"}, token), Owner: owner})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -272,7 +273,7 @@ func TestFaults(t *testing.T) {
 			f.MaxKeys = 1
 			p, owner := f.setup(t, variants[name], nil)
 			first := create(t, p, owner, "t1")
-			_, err := p.Create(ctx, providers.CreateRequest{SecretName: "app/dd", KeyName: providers.KeyName("app/dd", "t2"), Owner: first})
+			_, err := p.Create(ctx, providers.CreateRequest{SecretName: "app/dd", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app/dd"}, "t2"), Owner: first})
 			if !providers.IsKind(err, providers.Conflict) {
 				t.Fatalf("%s: Create beyond the limit = %v, want Conflict", name, err)
 			}

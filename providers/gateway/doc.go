@@ -25,7 +25,7 @@
 // Provider sends Authorization: Bearer <admin token> to the admin API, and
 // Verify sends Authorization: Bearer <key> to /v1/ping with nothing else, so a
 // passing Verify proves the new key works on its own. Keys are named
-// providers.KeyName(secret, token), and ListKeys asks for (and filters on)
+// keyrotor.KeyName(keyrotor.Identity{Name: secret}, token), and ListKeys asks for (and filters on)
 // the secret's name prefix. The provider never retries: the rotation engine
 // and the revoker decide, from the Kind of its errors.
 //

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"net/http/httptest"
 
 	"github.com/keyrotor/keyrotor/providers"
@@ -29,12 +30,12 @@ func Example() {
 	ctx := context.Background()
 	owner, _ := providers.Credential{Provider: "gateway"}.WithAttr(providers.FieldAdminSecretID, "gateway/admin")
 	secret := "payments/app-key"
-	cred, err := p.Create(ctx, providers.CreateRequest{SecretName: secret, KeyName: providers.KeyName(secret, "token-1"), Owner: owner})
+	cred, err := p.Create(ctx, providers.CreateRequest{SecretName: secret, KeyName: keyrotor.KeyName(keyrotor.Identity{Name: secret}, "token-1"), Owner: owner})
 	if err != nil {
 		panic(err)
 	}
 	fmt.Println("verify:", p.Verify(ctx, cred))
-	keys, _ := p.ListKeys(ctx, owner, providers.KeyNamePrefix(secret))
+	keys, _ := p.ListKeys(ctx, owner, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: secret}))
 	fmt.Println("keys:", len(keys))
 	fmt.Println("revoke:", p.Revoke(ctx, owner, cred.KeyID))
 	fmt.Println("verify after revoke:", providers.KindOf(p.Verify(ctx, cred)))

@@ -33,7 +33,7 @@ func TestConformance(t *testing.T) {
 			token := "admin-" + randomBase62(20)
 			value, _ := json.Marshal(map[string]string{"key": token})
 			if _, err := sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
-				Name: aws.String(adminSecret), SecretString: aws.String(string(value)),
+				Name: aws.String(adminSecret), SecretString: aws.String(string(value)), Tags: testenv.AdminFor("app/*"),
 			}); err != nil {
 				t.Fatalf("create admin secret: %v", err)
 			}
@@ -55,6 +55,7 @@ func ownerFor(adminSecretID string) providers.Credential {
 	if err != nil {
 		panic(err)
 	}
+	owner.Secret = testenv.Identity("app/gateway")
 	return owner
 }
 

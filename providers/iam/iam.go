@@ -15,6 +15,7 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/providers"
 )
 
@@ -32,6 +33,7 @@ type IAM interface {
 	DeleteAccessKey(ctx context.Context, in *awsiam.DeleteAccessKeyInput, optFns ...func(*awsiam.Options)) (*awsiam.DeleteAccessKeyOutput, error)
 	ListAccessKeys(ctx context.Context, in *awsiam.ListAccessKeysInput, optFns ...func(*awsiam.Options)) (*awsiam.ListAccessKeysOutput, error)
 	GetAccessKeyLastUsed(ctx context.Context, in *awsiam.GetAccessKeyLastUsedInput, optFns ...func(*awsiam.Options)) (*awsiam.GetAccessKeyLastUsedOutput, error)
+	ListUserTags(ctx context.Context, in *awsiam.ListUserTagsInput, optFns ...func(*awsiam.Options)) (*awsiam.ListUserTagsOutput, error)
 }
 
 // Options tune New. A nil *Options means the defaults.
@@ -73,7 +75,7 @@ func (p *Provider) Name() string { return Name }
 // returns a Conflict error.
 func (p *Provider) Create(ctx context.Context, req providers.CreateRequest) (providers.Credential, error) {
 	const op = "iam.CreateAccessKey"
-	user, err := req.Owner.RequireAttr(op, FieldUserName)
+	user, err := p.boundUser(ctx, op, req.Owner)
 	if err != nil {
 		return providers.Credential{}, err
 	}
@@ -130,7 +132,7 @@ func (p *Provider) Verify(ctx context.Context, cred providers.Credential) error 
 // gone is success.
 func (p *Provider) Revoke(ctx context.Context, owner providers.Credential, keyID string) error {
 	const op = "iam.DeleteAccessKey"
-	user, err := owner.RequireAttr(op, FieldUserName)
+	user, err := p.boundUser(ctx, op, owner)
 	if err != nil {
 		return err
 	}
@@ -145,12 +147,13 @@ func (p *Provider) Revoke(ctx context.Context, owner providers.Credential, keyID
 	return nil
 }
 
-// ListKeys returns every access key of the owner's user, whatever
-// namePrefix says: IAM keys have no names, and the user is dedicated to the
-// secret.
+// ListKeys returns every access key of the owner's user with its creation
+// time, whatever namePrefix says: IAM keys have no names. Which of them
+// keyrotor minted is for the caller to prove (package rotation compares
+// creation times with its rotation's).
 func (p *Provider) ListKeys(ctx context.Context, owner providers.Credential, namePrefix string) ([]providers.KeyInfo, error) {
 	const op = "iam.ListAccessKeys"
-	user, err := owner.RequireAttr(op, FieldUserName)
+	user, err := p.boundUser(ctx, op, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +176,7 @@ func (p *Provider) ListKeys(ctx context.Context, owner providers.Credential, nam
 // (real IAM may still answer for a deleted key), is NotFound.
 func (p *Provider) LastUsed(ctx context.Context, owner providers.Credential, keyID string) (time.Time, error) {
 	const op = "iam.GetAccessKeyLastUsed"
-	user, err := owner.RequireAttr(op, FieldUserName)
+	user, err := p.boundUser(ctx, op, owner)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -188,6 +191,49 @@ func (p *Provider) LastUsed(ctx context.Context, owner providers.Credential, key
 		return time.Time{}, nil
 	}
 	return out.AccessKeyLastUsed.LastUsedDate.UTC(), nil
+}
+
+// boundUser returns the IAM user the owner names, once the user is proven to
+// be bound to the owner's secret: it carries the tag keyrotor:secret whose
+// value is exactly the secret's ARN. The secret's value names the user, but
+// anyone who may write a managed secret could name any user of the account
+// (Administrator included); only who may tag the user can bind it. It is
+// checked before every call that mints, lists, reads or revokes keys, so a
+// binding removed takes effect at once. A user that does not exist is
+// NotFound (it has no keys to revoke).
+func (p *Provider) boundUser(ctx context.Context, op string, owner providers.Credential) (string, error) {
+	user, err := owner.RequireAttr(op, FieldUserName)
+	if err != nil {
+		return "", err
+	}
+	if owner.Secret.Name == "" {
+		return "", providers.E(op, providers.Invalid, fmt.Errorf("IAM user %s: %w: the managed secret's identity is unknown", user, providers.ErrUnbound))
+	}
+	want := owner.Secret.String()
+	var got []string
+	pages := awsiam.NewListUserTagsPaginator(p.iam, &awsiam.ListUserTagsInput{UserName: aws.String(user)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return "", classify("iam.ListUserTags", fmt.Errorf("read the tags of IAM user %s (for %s): %w", user, op, err))
+		}
+		for _, t := range page.Tags {
+			if aws.ToString(t.Key) != keyrotor.TagSecret {
+				continue
+			}
+			if aws.ToString(t.Value) == want {
+				return user, nil
+			}
+			got = append(got, aws.ToString(t.Value))
+		}
+	}
+	why := "it has no tag " + keyrotor.TagSecret
+	if len(got) > 0 {
+		why = fmt.Sprintf("its tag %s names %s", keyrotor.TagSecret, strings.Join(got, ", "))
+	}
+	return "", providers.E(op, providers.Invalid, fmt.Errorf(
+		"IAM user %s is %w %s (%s); whoever administers the user binds it: aws iam tag-user --user-name %s --tags Key=%s,Value=%s",
+		user, providers.ErrUnbound, want, why, user, keyrotor.TagSecret, want))
 }
 
 // arnNamesUser reports whether a is the ARN of IAM user user, with any path.

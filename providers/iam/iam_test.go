@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/providers"
 )
 
@@ -29,6 +30,28 @@ type fakeIAM struct {
 	lastUsed  *awsiam.GetAccessKeyLastUsedOutput
 	listPages []*awsiam.ListAccessKeysOutput
 	calls     []string
+	// boundTo is the user's keyrotor:secret tag (testARN when empty;
+	// "-" for no tag); tagErr fails ListUserTags.
+	boundTo string
+	tagErr  error
+}
+
+const testARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/payments-iam-AbCdEf"
+
+// ListUserTags is not recorded in calls: it precedes every other call.
+func (f *fakeIAM) ListUserTags(_ context.Context, in *awsiam.ListUserTagsInput, _ ...func(*awsiam.Options)) (*awsiam.ListUserTagsOutput, error) {
+	if f.tagErr != nil {
+		return nil, f.tagErr
+	}
+	out := &awsiam.ListUserTagsOutput{Tags: []iamtypes.Tag{{Key: aws.String("team"), Value: aws.String("payments")}}}
+	switch f.boundTo {
+	case "-":
+	case "":
+		out.Tags = append(out.Tags, iamtypes.Tag{Key: aws.String(keyrotor.TagSecret), Value: aws.String(testARN)})
+	default:
+		out.Tags = append(out.Tags, iamtypes.Tag{Key: aws.String(keyrotor.TagSecret), Value: aws.String(f.boundTo)})
+	}
+	return out, nil
 }
 
 func (f *fakeIAM) CreateAccessKey(_ context.Context, in *awsiam.CreateAccessKeyInput, _ ...func(*awsiam.Options)) (*awsiam.CreateAccessKeyOutput, error) {
@@ -85,7 +108,52 @@ func owner(t *testing.T) providers.Credential {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.Secret, err = keyrotor.ParseARN(testARN); err != nil {
+		t.Fatal(err)
+	}
 	return c
+}
+
+// TestBinding: the secret's value names the user, but only a user tagged
+// keyrotor:secret=<this secret's ARN> is touched: a user bound to another
+// secret, a user without the tag, or an owner whose identity keyrotor did not
+// set is refused before any key call, with an error that names the fix.
+func TestBinding(t *testing.T) {
+	other := "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/payments-iam-AbCdEf"
+	for name, tc := range map[string]struct {
+		boundTo  string
+		identity bool
+	}{
+		"NoTag":         {"-", true},
+		"OtherSecret":   {other, true},
+		"NoIdentity":    {"", false},
+		"ARNPrefixOnly": {strings.TrimSuffix(testARN, "-AbCdEf"), true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeIAM{boundTo: tc.boundTo, created: &iamtypes.AccessKey{AccessKeyId: aws.String("AKIANEW"), SecretAccessKey: aws.String("s")}}
+			p := New(aws.Config{Region: "us-east-1"}, &Options{IAM: f})
+			o := owner(t)
+			if !tc.identity {
+				o.Secret = keyrotor.Identity{}
+			}
+			for op, err := range callAll(p, o) {
+				if !errors.Is(err, providers.ErrUnbound) || providers.KindOf(err) != providers.Invalid {
+					t.Errorf("%s: err = %v, want an Invalid error wrapping ErrUnbound", op, err)
+				}
+				if tc.identity && !strings.Contains(err.Error(), "aws iam tag-user --user-name payments-bot --tags Key=keyrotor:secret,Value="+testARN) {
+					t.Errorf("%s: the error does not give the command that binds the user: %v", op, err)
+				}
+			}
+			if len(f.calls) != 0 {
+				t.Fatalf("calls %v made for an unbound user", f.calls)
+			}
+		})
+	}
+	f := &fakeIAM{created: &iamtypes.AccessKey{AccessKeyId: aws.String("AKIANEW"), SecretAccessKey: aws.String("s")}}
+	p := New(aws.Config{Region: "us-east-1"}, &Options{IAM: f})
+	if _, err := p.Create(context.Background(), providers.CreateRequest{Owner: owner(t)}); err != nil {
+		t.Fatalf("bound user: %v", err)
+	}
 }
 
 // calls runs every IAM-backed method of p and returns each one's error,

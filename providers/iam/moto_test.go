@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/providers"
@@ -60,11 +62,16 @@ func startAuthMoto(t *testing.T) *authMoto {
 func (am *authMoto) newUser(t *testing.T) providers.Credential {
 	t.Helper()
 	name := fmt.Sprintf("keyrotor-bot-%d", am.users.Add(1))
-	if _, err := awsiam.NewFromConfig(am.admin).CreateUser(context.Background(), &awsiam.CreateUserInput{UserName: aws.String(name)}); err != nil {
+	secretARN := "arn:aws:secretsmanager:us-east-1:123456789012:secret:test/" + name + "-AbCdEf"
+	if _, err := awsiam.NewFromConfig(am.admin).CreateUser(context.Background(), &awsiam.CreateUserInput{UserName: aws.String(name),
+		Tags: []iamtypes.Tag{{Key: aws.String(keyrotor.TagSecret), Value: aws.String(secretARN)}}}); err != nil {
 		t.Fatalf("create user %s: %v", name, err)
 	}
 	owner, err := providers.ParseSecret(fmt.Sprintf(`{"provider":"iam","user_name":%q,"team":"payments"}`, name))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if owner.Secret, err = keyrotor.ParseARN(secretARN); err != nil {
 		t.Fatal(err)
 	}
 	return owner
@@ -144,6 +151,7 @@ func TestMoto(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		owner.Secret = am.newUser(t).Secret
 		_, err = p.Create(ctx, providers.CreateRequest{Owner: owner})
 		if !providers.IsKind(err, providers.NotFound) {
 			t.Fatalf("Create for an unknown user: %v, want NotFound", err)

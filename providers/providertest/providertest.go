@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func Run(t *testing.T, h Harness) {
 		}
 
 		if l, ok := p.(providers.Lister); ok {
-			keys, err := l.ListKeys(ctx, owner, providers.KeyNamePrefix(secretName))
+			keys, err := l.ListKeys(ctx, owner, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: secretName}))
 			if err != nil {
 				t.Fatalf("ListKeys: %v", err)
 			}
@@ -76,12 +77,12 @@ func Run(t *testing.T, h Harness) {
 				if !ok {
 					t.Fatalf("ListKeys does not return created key %s", c.KeyID)
 				}
-				if !h.NamelessKeys && !strings.HasPrefix(k.Name, providers.KeyNamePrefix(secretName)) {
-					t.Fatalf("listed key %s has name %q, want the prefix %q", k.ID, k.Name, providers.KeyNamePrefix(secretName))
+				if !h.NamelessKeys && !strings.HasPrefix(k.Name, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: secretName})) {
+					t.Fatalf("listed key %s has name %q, want the prefix %q", k.ID, k.Name, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: secretName}))
 				}
 			}
 			if !h.NamelessKeys {
-				other, err := l.ListKeys(ctx, owner, providers.KeyNamePrefix("some/other-secret"))
+				other, err := l.ListKeys(ctx, owner, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: "some/other-secret"}))
 				if err != nil {
 					t.Fatalf("ListKeys(other prefix): %v", err)
 				}
@@ -173,7 +174,7 @@ func Run(t *testing.T, h Harness) {
 }
 
 func createReq(owner providers.Credential, token string) providers.CreateRequest {
-	return providers.CreateRequest{SecretName: secretName, KeyName: providers.KeyName(secretName, token), Owner: owner}
+	return providers.CreateRequest{SecretName: secretName, KeyName: keyrotor.KeyName(keyrotor.Identity{Name: secretName}, token), Owner: owner}
 }
 
 func mustCreate(ctx context.Context, t *testing.T, p providers.Provider, owner providers.Credential, token string) providers.Credential {

@@ -3,7 +3,7 @@
 //
 // A new key is a copy of the old one: Create reads the old key's scopes with
 // GET /v3/api_keys/{id} and creates a key with the same scopes, named
-// providers.KeyName(secret, token). Verify calls GET /v3/scopes with the new
+// keyrotor.KeyName(keyrotor.Identity{Name: secret}, token). Verify calls GET /v3/scopes with the new
 // key alone and checks that every scope recorded in the secret was granted.
 // Revoke deletes the key (a missing key is success); SendGrid notes a small
 // propagation delay before a deleted key stops authenticating.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ func TestConformance(t *testing.T) {
 }
 
 func createReq(owner providers.Credential) providers.CreateRequest {
-	return providers.CreateRequest{SecretName: "app/sendgrid", KeyName: providers.KeyName("app/sendgrid", "tok-1"), Owner: owner}
+	return providers.CreateRequest{SecretName: "app/sendgrid", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app/sendgrid"}, "tok-1"), Owner: owner}
 }
 
 func wantKind(t *testing.T, err error, k providers.Kind) *providers.Error {
@@ -281,10 +282,11 @@ func TestAdminSecretFromMoto(t *testing.T) {
 	sm := secretsmanager.NewFromConfig(m.Config(t))
 	ctx := context.Background()
 	v, _ := json.Marshal(map[string]string{"key": adminKey})
-	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("sendgrid/admin"), SecretString: aws.String(string(v))}); err != nil {
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("sendgrid/admin"), SecretString: aws.String(string(v)), Tags: testenv.AdminFor("app/*")}); err != nil {
 		t.Fatal(err)
 	}
 	e := newEnv(t, options{})
+	e.owner.Secret = testenv.Identity("app/x")
 	e.p.admin = adminsecret.Reader{SM: sm}
 	cred, err := e.p.Create(ctx, createReq(e.owner))
 	if err != nil {

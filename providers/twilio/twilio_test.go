@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -36,7 +37,7 @@ func TestConformance(t *testing.T) {
 
 func create(t *testing.T, p *twilio.Provider, owner providers.Credential, token string) providers.Credential {
 	t.Helper()
-	c, err := p.Create(context.Background(), providers.CreateRequest{SecretName: "app/twilio", KeyName: providers.KeyName("app/twilio", token), Owner: owner})
+	c, err := p.Create(context.Background(), providers.CreateRequest{SecretName: "app/twilio", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app/twilio"}, token), Owner: owner})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -107,7 +108,7 @@ func TestListFollowsPages(t *testing.T) {
 			for _, tok := range []string{"a", "b", "c", "d", "e"} {
 				want[create(t, p, owner, tok).KeyID] = true
 			}
-			keys, err := p.ListKeys(context.Background(), owner, providers.KeyNamePrefix("app/twilio"))
+			keys, err := p.ListKeys(context.Background(), owner, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: "app/twilio"}))
 			if err != nil {
 				t.Fatalf("ListKeys: %v", err)
 			}
@@ -278,7 +279,7 @@ func TestFaults(t *testing.T) {
 		f.MaxKeys = 1
 		p, owner := f.setup(t, twilio.KeyTypeStandard, nil)
 		first := create(t, p, owner, "t1")
-		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "app/twilio", KeyName: providers.KeyName("app/twilio", "t2"), Owner: first})
+		_, err := p.Create(ctx, providers.CreateRequest{SecretName: "app/twilio", KeyName: keyrotor.KeyName(keyrotor.Identity{Name: "app/twilio"}, "t2"), Owner: first})
 		if !providers.IsKind(err, providers.Conflict) {
 			t.Fatalf("Create beyond the limit = %v, want Conflict", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -184,7 +185,7 @@ func (c *cli) stages(secret string) map[string][]string {
 // liveKeys returns the ids of the gateway's live keys minted for secret.
 func (c *cli) liveKeys(secret string) map[string]bool {
 	out := map[string]bool{}
-	prefix := providers.KeyNamePrefix(secret)
+	prefix := keyrotor.KeyNamePrefix(keyrotor.Identity{Name: secret})
 	for _, k := range c.s.Gateway.LiveKeys() {
 		if strings.HasPrefix(k.Name, prefix) {
 			out[k.ID] = true
@@ -459,11 +460,11 @@ func TestUnstickRevokesTheMintedKey(t *testing.T) {
 	c.gatewaySecret(secret, time.Hour)
 	cur := c.read(secret, "AWSCURRENT")
 	token := operator.NewUUID()
-	minted, err := c.s.Gateway.CreateKey(providers.KeyName(secret, token), "")
+	minted, err := c.s.Gateway.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: secret}, token), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan, err := c.s.Gateway.CreateKey(providers.KeyName(secret, token), "a second key of the same attempt, never stored")
+	orphan, err := c.s.Gateway.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: secret}, token), "a second key of the same attempt, never stored")
 	if err != nil {
 		t.Fatal(err)
 	}

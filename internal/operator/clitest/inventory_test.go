@@ -3,6 +3,7 @@ package clitest
 import (
 	"context"
 	"fmt"
+	"github.com/keyrotor/keyrotor"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/keyrotor/keyrotor/infra/local"
-	"github.com/keyrotor/keyrotor/providers"
 
 	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/internal/operator"
@@ -205,7 +205,7 @@ func planBlock(out, secret string) string {
 func (c *cli) keyedGatewaySecret(name string) {
 	c.t.Helper()
 	ctx := context.Background()
-	k, err := c.s.Gateway.CreateKey(providers.KeyName(name, "initial"), "")
+	k, err := c.s.Gateway.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: name}, "initial"), "")
 	if err != nil {
 		c.t.Fatal(err)
 	}
