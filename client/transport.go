@@ -47,10 +47,10 @@ type Transport struct {
 	// ForbiddenMeansRevoked makes a 403 mean "the key was refused", like a
 	// 401. Set it for vendors that answer 403 to a revoked or unknown key:
 	// Datadog (API and application keys), AWS API Gateway's x-api-key data
-	// plane, Fastly automation tokens. Leave it off for vendors whose 403
-	// means a live key that lacks a permission (Stripe restricted keys,
-	// SendGrid scopes and its key limit, GitHub, Okta, keyrotor's gateway),
-	// where a refresh cannot help.
+	// plane, Fastly automation tokens. Leave it off for vendors that answer
+	// 401 to a bad key (keyrotor's gateway, SendGrid, GitLab, Stripe): their
+	// 403 means a live key that lacks a permission (Stripe restricted keys,
+	// SendGrid scopes and its key limit), where a refresh cannot help.
 	ForbiddenMeansRevoked bool
 	// ReplayNonIdempotent lets a refused request whose method is not
 	// idempotent (POST, PATCH) be sent again with another key. By default
