@@ -14,8 +14,9 @@ import (
 type EventKind uint8
 
 const (
-	// AuthFailure: the vendor answered 401 or 403 to a request Transport
-	// sent. Status holds the code.
+	// AuthFailure: the vendor refused the key of a request Transport sent
+	// (401, or 403 with Transport.ForbiddenMeansRevoked). Status holds the
+	// code.
 	AuthFailure EventKind = iota + 1
 	// ForcedRefresh: an authentication failure made the client read the
 	// secret again, bypassing the cache.

@@ -58,7 +58,7 @@ func Example() {
 		Now:     func() time.Time { return clock },
 		OnEvent: func(e client.Event) { fmt.Println("event:", e.Kind, e.SecretID, e.Status) },
 	})
-	api := &http.Client{Transport: keys.Transport(nil, "prod/gateway-key", client.Bearer)}
+	api := &http.Client{Transport: keys.Transport(nil, "prod/gateway-key", client.Bearer, vendor.Listener.Addr().String())}
 	ping := func() {
 		resp, err := api.Get(vendor.URL + "/v1/ping")
 		if err != nil {

@@ -319,13 +319,17 @@ func bearerOf(r *http.Request) string {
 	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 }
 
+// TestTransportReplaysBody: with ReplayNonIdempotent, a refused POST whose
+// body can be sent again is replayed with the refreshed key.
 func TestTransportReplaysBody(t *testing.T) {
 	sm := newFakeSM(t, "k1")
 	clock := newTestClock()
 	var seen events
 	c := client.New(sm, &client.Options{TTL: ttl, Now: clock.Now, OnEvent: seen.Record})
 	ks, srv := startKeyServer(t, "k1", bearerOf)
-	hc := &http.Client{Transport: c.Transport(srv.Client().Transport, "s", client.Bearer)}
+	rt := c.Transport(srv.Client().Transport, "s", client.Bearer)
+	rt.ReplayNonIdempotent = true
+	hc := &http.Client{Transport: rt}
 
 	post := func(body io.Reader) int {
 		t.Helper()
@@ -448,9 +452,10 @@ func TestTransportKeyError(t *testing.T) {
 	}
 }
 
-// TestTransportRefreshesOn403: a 403 is a refusal too. The request is retried
-// once with the refreshed key and, when that is refused as well, not again.
-func TestTransportRefreshesOn403(t *testing.T) {
+// TestTransportForbiddenMeansRevoked: with ForbiddenMeansRevoked (Datadog,
+// API Gateway), a 403 is a refusal too. The request is retried once with the
+// refreshed key and, when that is refused as well, not again.
+func TestTransportForbiddenMeansRevoked(t *testing.T) {
 	sm := newFakeSM(t, "k1")
 	clock := newTestClock()
 	var seen events
@@ -459,23 +464,13 @@ func TestTransportRefreshesOn403(t *testing.T) {
 	ks, srv := startKeyServer(t, "k1", header)
 	ks.refuse = http.StatusForbidden
 	rt := c.Transport(srv.Client().Transport, "s", client.Header("X-Api-Key"))
-	get := func() int {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-		resp, err := rt.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	rt.ForbiddenMeansRevoked = true
+	get := func() int { return statusOf(t, rt, http.MethodGet, srv.URL, nil, nil) }
 	if got := get(); got != http.StatusOK {
 		t.Fatalf("status %d", got)
 	}
 
-	sm.set(t, client.StageCurrent, "v2", "k2")
-	ks.setLive("k2")
-	clock.Advance(time.Minute)
+	rotateUnderCache(t, sm, ks, clock, "v2", "k2")
 	if got := get(); got != http.StatusOK {
 		t.Fatalf("after a 403: status %d, want 200 after one retry", got)
 	}

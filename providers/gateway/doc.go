@@ -27,7 +27,10 @@
 // passing Verify proves the new key works on its own. Keys are named
 // keyrotor.KeyName(keyrotor.Identity{Name: secret}, token), and ListKeys asks for (and filters on)
 // the secret's name prefix. The provider never retries: the rotation engine
-// and the revoker decide, from the Kind of its errors.
+// and the revoker decide, from the Kind of its errors. It never follows a
+// redirect either (vendorhttp.NoRedirects, as every HTTP vendor): a redirect
+// could carry the admin token to another host, so a 3xx is an error of the
+// call.
 //
 // # Reference server
 //

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/adminsecret"
+	"github.com/keyrotor/keyrotor/providers/vendorhttp"
 )
 
 // Name is the provider id: the "provider" field of every gateway secret.
@@ -46,6 +46,7 @@ type Config struct {
 	// its host is loopback (127.0.0.1, ::1, localhost).
 	BaseURL string
 	// HTTPClient is the client to use; nil means one with DefaultTimeout.
+	// The provider uses a copy that never follows redirects.
 	HTTPClient *http.Client
 	// Admin reads the admin token. Required.
 	Admin AdminReader
@@ -69,37 +70,16 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Admin == nil {
 		return nil, errors.New("gateway: Config.Admin is required")
 	}
-	base, err := checkBaseURL(cfg.BaseURL)
+	base, err := vendorhttp.ParseBaseURL(cfg.BaseURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultTimeout}
 	}
-	return &Provider{base: base, hc: hc, admin: cfg.Admin}, nil
-}
-
-func checkBaseURL(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return "", fmt.Errorf("gateway: base URL %q is not an absolute http(s) URL", raw)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("gateway: base URL %q must not carry user info, a query or a fragment", u.Redacted())
-	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return "", fmt.Errorf("gateway: base URL %q uses http with the non-loopback host %q; use https", raw, u.Hostname())
-	}
-	return strings.TrimRight(u.String(), "/"), nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	// The admin token must not follow a redirect to wherever it points.
+	return &Provider{base: base.String(), hc: vendorhttp.NoRedirects(hc), admin: cfg.Admin}, nil
 }
 
 // Name returns "gateway".

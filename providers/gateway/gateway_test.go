@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -392,6 +393,77 @@ func TestProviderSendsPrefixAndEscapesIDs(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestProviderRefusesRedirects: a gateway that redirects (to a second
+// loopback server, on another port, where net/http would keep the
+// Authorization header) never gets the admin token, nor a key being
+// verified, sent there, with the default HTTP client or a caller's. The
+// redirect is an error of the call.
+func TestProviderRefusesRedirects(t *testing.T) {
+	var mu sync.Mutex
+	var elsewhere []string // the requests the other server received
+	tokens := 0            // how many of them carried the admin token
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		elsewhere = append(elsewhere, r.Method+" "+r.URL.Path)
+		if strings.Contains(r.Header.Get("Authorization"), testAdminToken) {
+			tokens++
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(other.Close)
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirecting.Close)
+
+	for name, hc := range map[string]*http.Client{"DefaultClient": nil, "CallersClient": {Timeout: time.Minute}} {
+		t.Run(name, func(t *testing.T) {
+			mu.Lock()
+			elsewhere, tokens = nil, 0
+			mu.Unlock()
+			p, err := New(Config{BaseURL: redirecting.URL, HTTPClient: hc, Admin: staticAdmin(testAdminToken)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			owner := ownerFor("gateway/admin")
+			ctx := context.Background()
+			calls := map[string]func() error{
+				"Create": func() error {
+					_, err := p.Create(ctx, providers.CreateRequest{KeyName: "k", Owner: owner})
+					return err
+				},
+				"Revoke": func() error { return p.Revoke(ctx, owner, "key_x") },
+				"ListKeys": func() error {
+					_, err := p.ListKeys(ctx, owner, "")
+					return err
+				},
+				"LastUsed": func() error {
+					_, err := p.LastUsed(ctx, owner, "key_x")
+					return err
+				},
+				"Verify": func() error { return p.Verify(ctx, providers.Credential{Provider: Name, Key: "gw_k", KeyID: "key_x"}) },
+			}
+			for call, fn := range calls {
+				err := fn()
+				if err == nil {
+					t.Errorf("%s through a redirect succeeded, want an error", call)
+				} else if pe := asProviderError(t, err); pe.Status != http.StatusTemporaryRedirect {
+					t.Errorf("%s: Status %d, want the 307", call, pe.Status)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tokens != 0 || len(elsewhere) != 0 {
+				t.Fatalf("the host redirected to received %q, %d of them with the admin token; want no request", elsewhere, tokens)
+			}
+			if hc != nil && hc.CheckRedirect != nil {
+				t.Fatal("New changed the caller's http.Client")
+			}
+		})
 	}
 }
 

@@ -111,16 +111,10 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vendorhttp: %s: %w", cfg.Vendor, err)
 	}
-	hc := &http.Client{}
-	if cfg.HTTPClient != nil {
-		c := *cfg.HTTPClient
-		hc = &c
-	}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := &Client{
 		vendor:      cfg.Vendor,
 		base:        base,
-		hc:          hc,
+		hc:          NoRedirects(cfg.HTTPClient),
 		requestIDs:  cfg.RequestIDHeaders,
 		kinds:       cfg.Kinds,
 		maxAttempts: cfg.MaxAttempts,
@@ -171,6 +165,20 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
+}
+
+// NoRedirects returns a copy of hc (nil means a new http.Client) that never
+// follows a redirect: it returns the 3xx answer to the caller, which treats
+// it as an error. A request carries a vendor credential, and a redirect may
+// point anywhere; net/http keeps an Authorization header on a redirect to
+// the same host name on another port, and to any subdomain.
+func NoRedirects(hc *http.Client) *http.Client {
+	c := &http.Client{}
+	if hc != nil {
+		*c = *hc
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return c
 }
 
 // IsLoopback reports whether host is localhost or a loopback IP address.
