@@ -2,8 +2,8 @@
 // transformed into plain CloudFormation by aws-sam-translator (transform.py
 // beside this file): every function has its Makefile build target, the
 // revoker's queue is wired the way Lambda and SQS want, permissions name
-// their source account, roles grant secret actions only on managed secrets,
-// and every condition of DESIGN §6 has an alarm that notifies someone.
+// their source account, roles grant secret actions only on managed secrets
+// and IAM key actions only on users bound to a secret, and every condition of DESIGN §6 has an alarm that notifies someone.
 //
 // Each check is a named function over the transformed template that returns
 // the problems it finds; the tests run them on the real template and on
@@ -63,6 +63,7 @@ var Checks = []Check{
 	{"queues-encrypted-dlq-outlives-queue", queuesEncryptedDLQOutlivesQueue},
 	{"permissions-name-source", permissionsNameSource},
 	{"secret-actions-only-on-managed-secrets", secretActionsOnlyOnManagedSecrets},
+	{"iam-actions-only-on-bound-users", iamActionsOnlyOnBoundUsers},
 	{"rotation-roles-grant-engine-calls", rotationRolesGrantEngineCalls},
 	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
 	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
@@ -314,22 +315,72 @@ func permissionsNameSource(t Template, _ Inputs) []string {
 	return p
 }
 
-// statement is one statement of a role's inline policy.
+// statement is one Allow statement of a role's inline policy or of a
+// managed policy of the template.
 type statement struct {
-	role string
+	role string // the logical id of the role or of the managed policy
 	m    map[string]any
+	// when is the template condition a statement inside Fn::If depends on
+	// ("!" before it for the false branch), or "".
+	when string
 }
 
+// statements returns the Allow statements of every role and managed policy.
+// A statement inside Fn::If counts with its condition (both branches).
 func (t Template) statements() []statement {
 	var out []statement
-	for _, id := range t.ofType("AWS::IAM::Role") {
-		for _, pol := range list(t.Resources[id].Properties["Policies"]) {
-			doc, _ := pol.(map[string]any)["PolicyDocument"].(map[string]any)
-			for _, st := range list(doc["Statement"]) {
-				if m, ok := st.(map[string]any); ok && m["Effect"] == "Allow" {
-					out = append(out, statement{id, m})
+	add := func(id string, doc any) {
+		d, _ := doc.(map[string]any)
+		for _, st := range list(d["Statement"]) {
+			for _, b := range branches(st) {
+				if b.m["Effect"] == "Allow" {
+					out = append(out, statement{id, b.m, b.when})
 				}
 			}
+		}
+	}
+	for _, id := range t.ofType("AWS::IAM::Role") {
+		for _, pol := range list(t.Resources[id].Properties["Policies"]) {
+			p, _ := pol.(map[string]any)
+			add(id, p["PolicyDocument"])
+		}
+	}
+	for _, id := range t.ofType("AWS::IAM::ManagedPolicy") {
+		add(id, t.Resources[id].Properties["PolicyDocument"])
+	}
+	return out
+}
+
+type branch struct {
+	m    map[string]any
+	when string
+}
+
+// branches returns the objects v may be: v itself, or the branches of an
+// Fn::If with their conditions (AWS::NoValue is no branch).
+func branches(v any) []branch {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	args, ok := m["Fn::If"].([]any)
+	if !ok {
+		return []branch{{m, ""}}
+	}
+	if len(args) != 3 {
+		return nil
+	}
+	cond, _ := args[0].(string)
+	var out []branch
+	for i, w := range []string{cond, "!" + cond} {
+		if refTo(args[i+1]) == "AWS::NoValue" {
+			continue
+		}
+		for _, b := range branches(args[i+1]) {
+			if b.when == "" {
+				b.when = w
+			}
+			out = append(out, b)
 		}
 	}
 	return out
@@ -384,6 +435,54 @@ func rotationRolesGrantEngineCalls(t Template, in Inputs) []string {
 			if !granted[role][a] {
 				p = append(p, fmt.Sprintf("%s: its role %s does not allow %s on managed secrets, which the rotation engine calls", id, role, a))
 			}
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// boundUserTag is the IAM tag that binds a user to the one secret whose ARN
+// it holds; thisRegionSecrets is the pattern of its value a policy allows.
+const (
+	boundUserTag      = "iam:ResourceTag/keyrotor:secret"
+	thisRegionSecrets = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"
+)
+
+// iamReadTags is the one IAM action on users that needs no binding: the code
+// reads the tag to refuse an unbound user with a clear error.
+const iamReadTags = "iam:ListUserTags"
+
+// iamActionsOnlyOnBoundUsers: every IAM action (but reading the users' tags)
+// is allowed only on users whose keyrotor:secret tag names a secret of this
+// account and region, so that a secret's value naming any other user (an
+// administrator) mints or revokes nothing even if the code's own check were
+// skipped; and whoever acts on keys may read the tag that the code checks.
+func iamActionsOnlyOnBoundUsers(t Template, _ Inputs) []string {
+	var p []string
+	actsOnKeys, readsTags := map[string]bool{}, map[string]bool{}
+	for _, s := range t.statements() {
+		var acts []string
+		for _, a := range s.actions() {
+			switch {
+			case a == iamReadTags:
+				readsTags[s.role] = true
+			case strings.HasPrefix(a, "iam:") || a == "*":
+				acts = append(acts, a)
+			}
+		}
+		if len(acts) == 0 {
+			continue
+		}
+		actsOnKeys[s.role] = true
+		cond, _ := s.m["Condition"].(map[string]any)
+		like, _ := cond["StringLike"].(map[string]any)
+		if v, ok := like[boundUserTag]; !ok || text(v) != thisRegionSecrets {
+			p = append(p, fmt.Sprintf("%s: %v without the condition StringLike %s = %s", s.name(), acts, boundUserTag, thisRegionSecrets))
+		}
+	}
+	for role := range actsOnKeys {
+		if !readsTags[role] {
+			p = append(p, fmt.Sprintf("%s acts on IAM users' keys but may not read their tags (%s), which the code checks first", role, iamReadTags))
 		}
 	}
 	sort.Strings(p)
