@@ -64,6 +64,7 @@ var Checks = []Check{
 	{"permissions-name-source", permissionsNameSource},
 	{"secret-actions-only-on-managed-secrets", secretActionsOnlyOnManagedSecrets},
 	{"iam-actions-only-on-bound-users", iamActionsOnlyOnBoundUsers},
+	{"admin-secret-readers-read-bindings", adminSecretReadersReadBindings},
 	{"rotation-roles-grant-engine-calls", rotationRolesGrantEngineCalls},
 	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
 	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
@@ -483,6 +484,39 @@ func iamActionsOnlyOnBoundUsers(t Template, _ Inputs) []string {
 	for role := range actsOnKeys {
 		if !readsTags[role] {
 			p = append(p, fmt.Sprintf("%s acts on IAM users' keys but may not read their tags (%s), which the code checks first", role, iamReadTags))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// adminSecrets is how a resource names the vendors' admin secrets.
+const adminSecrets = "${AdminSecretPrefix}"
+
+// adminSecretReadersReadBindings: whoever reads an admin secret's value may
+// describe it too, since its tag keyrotor:admin-for says which managed
+// secrets may use it; without DescribeSecret every use would be refused.
+func adminSecretReadersReadBindings(t Template, _ Inputs) []string {
+	type grant struct{ role, res string }
+	actions := map[grant]map[string]bool{}
+	for _, s := range t.statements() {
+		for _, r := range list(s.m["Resource"]) {
+			g := grant{s.role, text(r)}
+			if !strings.Contains(g.res, adminSecrets) {
+				continue
+			}
+			if actions[g] == nil {
+				actions[g] = map[string]bool{}
+			}
+			for _, a := range s.actions() {
+				actions[g][a] = true
+			}
+		}
+	}
+	var p []string
+	for g, acts := range actions {
+		if acts["secretsmanager:GetSecretValue"] && !acts["secretsmanager:DescribeSecret"] {
+			p = append(p, fmt.Sprintf("%s reads the admin secrets %s but may not describe them (their keyrotor:admin-for tag)", g.role, g.res))
 		}
 	}
 	sort.Strings(p)

@@ -136,6 +136,8 @@ var mutations = []mutation{
 		new: `"iam:ResourceTag/keyrotor:secret": "*"`},
 	{name: "a role acting on IAM keys that cannot read the users' tags", check: "iam-actions-only-on-bound-users",
 		old: "              Action: iam:ListUserTags\n", new: "              Action: logs:CreateLogStream\n"},
+	{name: "an admin secret reader that cannot read keyrotor:admin-for", check: "admin-secret-readers-read-bindings",
+		old: "Action: [secretsmanager:DescribeSecret, secretsmanager:GetSecretValue]", new: "Action: secretsmanager:GetSecretValue"},
 	{name: "PutMetricData in any namespace", check: "star-resources-only-where-required",
 		old: "              Condition:\n                StringEquals:\n                  cloudwatch:namespace: !Ref MetricsNamespace\n", new: ""},
 	{name: "another action on *", check: "star-resources-only-where-required",
