@@ -26,6 +26,7 @@ import (
 // Template is a transformed (plain CloudFormation) template.
 type Template struct {
 	Parameters map[string]map[string]any `json:"Parameters"`
+	Conditions map[string]any            `json:"Conditions"`
 	Resources  map[string]Resource       `json:"Resources"`
 	Outputs    map[string]map[string]any `json:"Outputs"`
 }
@@ -65,6 +66,7 @@ var Checks = []Check{
 	{"secret-actions-only-on-managed-secrets", secretActionsOnlyOnManagedSecrets},
 	{"iam-actions-only-on-bound-users", iamActionsOnlyOnBoundUsers},
 	{"admin-secret-readers-read-bindings", adminSecretReadersReadBindings},
+	{"kms-keys-for-secret-readers", kmsKeysForSecretReaders},
 	{"rotation-roles-grant-engine-calls", rotationRolesGrantEngineCalls},
 	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
 	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
@@ -517,6 +519,94 @@ func adminSecretReadersReadBindings(t Template, _ Inputs) []string {
 	for g, acts := range actions {
 		if acts["secretsmanager:GetSecretValue"] && !acts["secretsmanager:DescribeSecret"] {
 			p = append(p, fmt.Sprintf("%s reads the admin secrets %s but may not describe them (their keyrotor:admin-for tag)", g.role, g.res))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// KMS: the parameter naming the customer-managed keys, and the one way
+// keyrotor's roles may use them.
+const (
+	kmsKeysParameter = "KmsKeyArns"
+	kmsViaService    = "secretsmanager.${AWS::Region}.amazonaws.com"
+)
+
+// kmsWriteActions are what writing a secret encrypted with a customer-managed
+// key needs beyond kms:Decrypt.
+var kmsWriteActions = []string{"kms:GenerateDataKey", "kms:Encrypt"}
+
+// kmsGrant reports whether s is a well-formed KMS statement: only on the
+// KmsKeyArns keys, only through Secrets Manager, only when keys are given.
+func (t Template) kmsGrant(s statement) string {
+	cond, _ := s.m["Condition"].(map[string]any)
+	eq, _ := cond["StringEquals"].(map[string]any)
+	res := list(s.m["Resource"])
+	switch {
+	case len(res) != 1 || refTo(res[0]) != kmsKeysParameter:
+		return fmt.Sprintf("on %v, not on the keys of %s", s.m["Resource"], kmsKeysParameter)
+	case len(cond) != 1 || len(eq) != 1 || text(eq["kms:ViaService"]) != kmsViaService:
+		return fmt.Sprintf("with condition %v, not only StringEquals kms:ViaService = %s", text(s.m["Condition"]), kmsViaService)
+	case s.when == "" || strings.HasPrefix(s.when, "!"):
+		return "not inside Fn::If on a condition that KmsKeyArns is not empty"
+	}
+	b, _ := json.Marshal(t.Conditions[s.when])
+	if !strings.Contains(string(b), `"Ref":"`+kmsKeysParameter+`"`) {
+		return fmt.Sprintf("under condition %s, which does not test %s", s.when, kmsKeysParameter)
+	}
+	return ""
+}
+
+// kmsKeysForSecretReaders: secrets may be encrypted with customer-managed
+// keys (parameter KmsKeyArns); every role or policy that reads secret values
+// may then decrypt with those keys, and those that write secret values may
+// generate data keys, each only through Secrets Manager in this region. No
+// one else gets a KMS action, and no one gets one on other keys.
+func kmsKeysForSecretReaders(t Template, _ Inputs) []string {
+	var p []string
+	if par := t.Parameters[kmsKeysParameter]; par == nil || par["Type"] != "CommaDelimitedList" || par["Default"] != "" {
+		p = append(p, fmt.Sprintf("no parameter %s of type CommaDelimitedList with an empty default", kmsKeysParameter))
+	}
+	reads, writes, kms := map[string]bool{}, map[string]bool{}, map[string]map[string]bool{}
+	for _, s := range t.statements() {
+		var kmsActs []string
+		for _, a := range s.actions() {
+			switch {
+			case a == "secretsmanager:GetSecretValue":
+				reads[s.role] = true
+			case a == "secretsmanager:PutSecretValue":
+				writes[s.role] = true
+			case strings.HasPrefix(a, "kms:") || a == "*":
+				kmsActs = append(kmsActs, a)
+			}
+		}
+		if len(kmsActs) == 0 {
+			continue
+		}
+		if why := t.kmsGrant(s); why != "" {
+			p = append(p, fmt.Sprintf("%s: %v %s", s.name(), kmsActs, why))
+			continue
+		}
+		if kms[s.role] == nil {
+			kms[s.role] = map[string]bool{}
+		}
+		for _, a := range kmsActs {
+			kms[s.role][a] = true
+		}
+	}
+	for role, acts := range kms {
+		for a := range acts {
+			if a != "kms:Decrypt" && !(writes[role] && slices.Contains(kmsWriteActions, a)) {
+				p = append(p, fmt.Sprintf("%s: %s, though it writes no secret value", role, a))
+			}
+		}
+	}
+	for role := range reads {
+		if !kms[role]["kms:Decrypt"] {
+			p = append(p, fmt.Sprintf("%s reads secret values but may not decrypt with the keys of %s", role, kmsKeysParameter))
+		}
+		if writes[role] && !kms[role]["kms:GenerateDataKey"] {
+			p = append(p, fmt.Sprintf("%s writes secret values but may not generate data keys with the keys of %s", role, kmsKeysParameter))
 		}
 	}
 	sort.Strings(p)
