@@ -1,7 +1,8 @@
 // Package templatecheck checks keyrotor's SAM template after it has been
 // transformed into plain CloudFormation by aws-sam-translator (transform.py
 // beside this file): every function has its Makefile build target, the
-// revoker's queue is wired the way Lambda and SQS want, permissions name
+// revoker's queue is wired the way Lambda and SQS want and only keyrotor's
+// and the operators' roles may send to it, permissions name
 // their source account, roles grant secret actions only on managed secrets
 // and IAM key actions only on users bound to a secret, and every condition of DESIGN §6 has an alarm that notifies someone.
 //
@@ -62,6 +63,7 @@ var Checks = []Check{
 	{"sqs-events-report-batch-item-failures", sqsEventsReportBatchItemFailures},
 	{"queue-visibility-covers-timeout", queueVisibilityCoversTimeout},
 	{"queues-encrypted-dlq-outlives-queue", queuesEncryptedDLQOutlivesQueue},
+	{"revocation-queue-send-restricted", revocationQueueSendRestricted},
 	{"permissions-name-source", permissionsNameSource},
 	{"secret-actions-only-on-managed-secrets", secretActionsOnlyOnManagedSecrets},
 	{"iam-actions-only-on-bound-users", iamActionsOnlyOnBoundUsers},
@@ -301,6 +303,113 @@ func queuesEncryptedDLQOutlivesQueue(t Template, _ Inputs) []string {
 			p = append(p, fmt.Sprintf("%s keeps messages %gs, not longer than %s's %gs", dlq, theirs, id, own))
 		}
 	}
+	return p
+}
+
+// operatorRolesParameter names the operators' roles that may send to the
+// revocation queue besides keyrotor's own.
+const operatorRolesParameter = "OperatorRoleArns"
+
+// refsIn returns every logical id or parameter that v refers to with Ref or
+// Fn::GetAtt, at any depth (inside Fn::Join, Fn::Split, Fn::If...).
+func refsIn(v any) map[string]bool {
+	out := map[string]bool{}
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if r := refTo(x); r != "" {
+				out[r] = true
+				return
+			}
+			for _, y := range x {
+				walk(y)
+			}
+		case []any:
+			for _, y := range x {
+				walk(y)
+			}
+		}
+	}
+	walk(v)
+	return out
+}
+
+// revocationQueueSendRestricted: a queue the revoker consumes has a policy
+// that denies sqs:SendMessage (and nothing else, so the account can still
+// manage the queue) to every principal but the roles of the template that
+// send to it and the operators' roles of OperatorRoleArns. Without it, any
+// principal of the account allowed sqs:SendMessage by its own policies
+// could queue the revocation of any key.
+func revocationQueueSendRestricted(t Template, _ Inputs) []string {
+	var p []string
+	if par := t.Parameters[operatorRolesParameter]; par == nil || par["Type"] != "CommaDelimitedList" || par["Default"] != "" {
+		p = append(p, fmt.Sprintf("no parameter %s of type CommaDelimitedList with an empty default", operatorRolesParameter))
+	}
+	for _, mapping := range t.sqsMappings() {
+		q := refTo(t.Resources[mapping].Properties["EventSourceArn"])
+		senders := map[string]bool{}
+		for _, s := range t.statements() {
+			// A managed policy's senders are the operators' roles it is attached to.
+			if t.Resources[s.role].Type == "AWS::IAM::Role" && slices.Contains(s.actions(), "sqs:SendMessage") && slices.ContainsFunc(list(s.m["Resource"]), func(r any) bool { return refTo(r) == q }) {
+				senders[s.role] = true
+			}
+		}
+		var found bool
+		for _, id := range t.ofType("AWS::SQS::QueuePolicy") {
+			props := t.Resources[id].Properties
+			if !slices.ContainsFunc(list(props["Queues"]), func(r any) bool { return refTo(r) == q }) {
+				continue
+			}
+			doc, _ := props["PolicyDocument"].(map[string]any)
+			for _, st := range list(doc["Statement"]) {
+				m, _ := st.(map[string]any)
+				if m["Effect"] != "Deny" || !slices.Contains(strs(m["Action"]), "sqs:SendMessage") {
+					continue
+				}
+				found = true
+				name := fmt.Sprintf("%s/%v", id, m["Sid"])
+				if acts := strs(m["Action"]); len(acts) != 1 {
+					p = append(p, fmt.Sprintf("%s denies %v, not only sqs:SendMessage: the account could no longer manage %s", name, acts, q))
+				}
+				if pr, _ := m["Principal"].(map[string]any); m["Principal"] != "*" && !(len(pr) == 1 && pr["AWS"] == "*") {
+					p = append(p, fmt.Sprintf("%s denies %v only, not every principal", name, m["Principal"]))
+				}
+				cond, _ := m["Condition"].(map[string]any)
+				var allowed any
+				for op, v := range cond {
+					kv, _ := v.(map[string]any)
+					if (op != "ArnNotEquals" && op != "StringNotEquals") || len(kv) != 1 || kv["aws:PrincipalArn"] == nil {
+						p = append(p, fmt.Sprintf("%s: condition %s %v, want only ArnNotEquals or StringNotEquals on aws:PrincipalArn", name, op, v))
+						continue
+					}
+					allowed = kv["aws:PrincipalArn"]
+				}
+				if len(cond) != 1 || allowed == nil {
+					p = append(p, fmt.Sprintf("%s: no single exception by aws:PrincipalArn", name))
+					continue
+				}
+				refs := refsIn(allowed)
+				if !refs[operatorRolesParameter] {
+					p = append(p, fmt.Sprintf("%s: the operators' roles (%s) may not send to %s", name, operatorRolesParameter, q))
+				}
+				for r := range refs {
+					if r != operatorRolesParameter && !senders[r] {
+						p = append(p, fmt.Sprintf("%s: %s may send to %s, though no keyrotor statement sends", name, r, q))
+					}
+				}
+				for r := range senders {
+					if !refs[r] {
+						p = append(p, fmt.Sprintf("%s: %s sends to %s but is denied", name, r, q))
+					}
+				}
+			}
+		}
+		if !found {
+			p = append(p, fmt.Sprintf("%s: no queue policy denies sqs:SendMessage to principals other than keyrotor's and the operators'", q))
+		}
+	}
+	sort.Strings(p)
 	return p
 }
 
