@@ -79,6 +79,7 @@ var Checks = []Check{
 	{"auditor-scheduled", auditorScheduled},
 	{"rotation-function-arns-output", rotationFunctionArnsOutput},
 	{"dashboard-body-is-json", dashboardBodyIsJSON},
+	{"alarmed-metrics-on-dashboard", alarmedMetricsOnDashboard},
 }
 
 // Run runs every check and returns the problems by check name (checks
@@ -877,7 +878,7 @@ func atLeastOne(m alarmMetric) bool {
 	return (m.op == "GreaterThanOrEqualToThreshold" && m.threshold <= 1) || (m.op == "GreaterThanThreshold" && m.threshold < 1)
 }
 
-// Conditions are the conditions of DESIGN §6.
+// Conditions are the conditions of DESIGN §6 and issue 10.
 var Conditions = []Condition{
 	{"key age above 1.5 x the rotation interval", ownMetric("MaxKeyAgeRatio", func(m alarmMetric) bool {
 		return m.op == "GreaterThanThreshold" && m.threshold == 1.5
@@ -912,6 +913,12 @@ var Conditions = []Condition{
 	}},
 	{"stuck rotations", ownMetric("StuckRotations", atLeastOne)},
 	{"a spike of vendor authentication failures", ownMetric("VendorAuthFailures", nil)},
+	// Issue 10, "silence is a defect": every refusal to revoke and every key
+	// not provably ours alarms, not a log line alone.
+	{"a revocation refused as unproven", ownMetric("RevocationsRefused", atLeastOne)},
+	{"keys not provably the secret's", ownMetric("UnownedKeys", atLeastOne)},
+	{"a revocation of an abandoned rotation (the key is live)", ownMetric("RevocationsAbandoned", atLeastOne)},
+	{"keys minted by abandoned rotations", ownMetric("AbandonedKeys", atLeastOne)},
 }
 
 func designConditionsAlarmed(t Template, _ Inputs) []string {
@@ -1001,6 +1008,24 @@ func rotationFunctionArnsOutput(t Template, _ Inputs) []string {
 			p = append(p, fn+": no output with its ARN")
 		}
 	}
+	return p
+}
+
+// alarmedMetricsOnDashboard: every metric of keyrotor's namespace that an
+// alarm watches is on the dashboard, where the on-call engineer looks first.
+func alarmedMetricsOnDashboard(t Template, _ Inputs) []string {
+	var bodies string
+	for _, id := range t.ofType("AWS::CloudWatch::Dashboard") {
+		bodies += text(t.Resources[id].Properties["DashboardBody"])
+	}
+	var p []string
+	for _, m := range t.alarmMetrics() {
+		// A metric row names it as "Name"; a SEARCH expression as \"Name\".
+		if m.namespace == ownNamespace && !strings.Contains(bodies, `"`+m.name+`"`) && !strings.Contains(bodies, `\"`+m.name+`\"`) {
+			p = append(p, fmt.Sprintf("%s watches %s, which no dashboard shows", m.alarm, m.name))
+		}
+	}
+	sort.Strings(p)
 	return p
 }
 
