@@ -49,6 +49,8 @@ type Inputs struct {
 	// RotationSecretActions are the IAM actions of the Secrets Manager calls
 	// the rotation engine makes ("secretsmanager:DescribeSecret", ...).
 	RotationSecretActions []string
+	// OperatorSecretActions are those of the operator CLI's calls.
+	OperatorSecretActions []string
 }
 
 // Check is one rule over a transformed template.
@@ -70,6 +72,7 @@ var Checks = []Check{
 	{"admin-secret-readers-read-bindings", adminSecretReadersReadBindings},
 	{"kms-keys-for-secret-readers", kmsKeysForSecretReaders},
 	{"rotation-roles-grant-engine-calls", rotationRolesGrantEngineCalls},
+	{"operator-policy-grants-cli-calls", operatorPolicyGrantsCLICalls},
 	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
 	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
 	{"alarms-have-actions", alarmsHaveActions},
@@ -717,6 +720,65 @@ func kmsKeysForSecretReaders(t Template, _ Inputs) []string {
 		}
 		if writes[role] && !kms[role]["kms:GenerateDataKey"] {
 			p = append(p, fmt.Sprintf("%s writes secret values but may not generate data keys with the keys of %s", role, kmsKeysParameter))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// operatorPolicy is the logical id of the managed policy for the operators'
+// roles.
+const operatorPolicy = "OperatorPolicy"
+
+// operatorPolicyGrantsCLICalls: the operators' managed policy allows every
+// Secrets Manager call of the operator CLI on managed secrets, reading the
+// configuration of every rotation function (status reads GRACE_PERIOD and
+// the timeout that unstick waits out) and sending to the revocation queue
+// (unstick queues the abandoned key's revocation).
+func operatorPolicyGrantsCLICalls(t Template, in Inputs) []string {
+	if t.Resources[operatorPolicy].Type != "AWS::IAM::ManagedPolicy" {
+		return []string{"no managed policy " + operatorPolicy + " for the operators' roles"}
+	}
+	secrets, onStar := map[string]bool{}, map[string]bool{}
+	on := map[string]map[string]bool{} // action -> logical ids of its resources
+	for _, s := range t.statements() {
+		if s.role != operatorPolicy {
+			continue
+		}
+		for _, a := range s.actions() {
+			if s.managedCondition() {
+				secrets[a] = true
+			}
+			if slices.ContainsFunc(list(s.m["Resource"]), func(r any) bool { return text(r) == "*" }) {
+				onStar[a] = true
+			}
+			if on[a] == nil {
+				on[a] = map[string]bool{}
+			}
+			for _, r := range list(s.m["Resource"]) {
+				on[a][refTo(r)] = true
+			}
+		}
+	}
+	var p []string
+	for _, a := range in.OperatorSecretActions {
+		if slices.Contains(secretActionsOnStar, a) {
+			if !onStar[a] {
+				p = append(p, fmt.Sprintf("%s does not allow %s, which the operator CLI calls", operatorPolicy, a))
+			}
+		} else if !secrets[a] {
+			p = append(p, fmt.Sprintf("%s does not allow %s on managed secrets, which the operator CLI calls", operatorPolicy, a))
+		}
+	}
+	for _, fn := range t.rotationFunctions() {
+		if !on["lambda:GetFunctionConfiguration"][fn] {
+			p = append(p, fmt.Sprintf("%s does not allow lambda:GetFunctionConfiguration on %s (status reads its GRACE_PERIOD and timeout)", operatorPolicy, fn))
+		}
+	}
+	for _, mapping := range t.sqsMappings() {
+		q := refTo(t.Resources[mapping].Properties["EventSourceArn"])
+		if !on["sqs:SendMessage"][q] {
+			p = append(p, fmt.Sprintf("%s does not allow sqs:SendMessage on %s (unstick queues the abandoned key's revocation)", operatorPolicy, q))
 		}
 	}
 	sort.Strings(p)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyrotor/keyrotor/audit"
+	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
@@ -36,10 +37,11 @@ func init() {
 	}
 }
 
-// engineActions are the IAM actions of the methods of the rotation engine's
-// Secrets Manager interface: a call added there must be granted too.
-func engineActions() []string {
-	typ := reflect.TypeFor[rotation.SecretsManager]()
+// secretActions are the IAM actions of the methods of a Secrets Manager
+// interface (the rotation engine's, the operator's): a call added there must
+// be granted too.
+func secretActions[I any]() []string {
+	typ := reflect.TypeFor[I]()
 	var out []string
 	for i := range typ.NumMethod() {
 		out = append(out, "secretsmanager:"+typ.Method(i).Name)
@@ -60,7 +62,8 @@ func inputs(t *testing.T, root string) Inputs {
 	if len(targets) == 0 {
 		t.Fatal("the Makefile has no build-<LogicalId> target")
 	}
-	return Inputs{MakeTargets: targets, EmittedMetrics: emitted, RotationSecretActions: engineActions()}
+	return Inputs{MakeTargets: targets, EmittedMetrics: emitted,
+		RotationSecretActions: secretActions[rotation.SecretsManager](), OperatorSecretActions: secretActions[operator.SecretsManager]()}
 }
 
 func TestCfnLintClean(t *testing.T) {
@@ -219,6 +222,18 @@ var mutations = []mutation{
 		old: "      Events:\n        Audit:\n          Type: Schedule\n          Properties:\n            Schedule: !Ref AuditSchedule\n            Description: keyrotor audit of the managed secrets\n", new: ""},
 	{name: "a rotation role without ListSecretVersionIds", check: "rotation-roles-grant-engine-calls",
 		old: "                - secretsmanager:UpdateSecretVersionStage\n                - secretsmanager:ListSecretVersionIds\n", new: "                - secretsmanager:UpdateSecretVersionStage\n"},
+	{name: "no operator policy", check: "operator-policy-grants-cli-calls",
+		old: "  OperatorPolicy:\n    Type: AWS::IAM::ManagedPolicy\n", new: "  OperatorPolicy:\n    Type: AWS::IAM::Policy\n"},
+	{name: "an operator policy without a call the CLI makes", check: "operator-policy-grants-cli-calls",
+		old: "              - secretsmanager:RotateSecret\n", new: ""},
+	{name: "an operator policy without ListSecrets", check: "operator-policy-grants-cli-calls",
+		old: "            Action: secretsmanager:ListSecrets\n            Resource: \"*\"\n          # Vendor calls", new: "            Action: secretsmanager:ListSecretVersionIds\n            Resource: \"*\"\n          # Vendor calls"},
+	{name: "operators unable to read a rotation function's grace period", check: "operator-policy-grants-cli-calls",
+		old: "            Action: [lambda:GetFunctionConfiguration, lambda:GetFunction, lambda:InvokeFunction]\n            Resource:\n                - !GetAtt GatewayRotationFunction.Arn\n",
+		new: "            Action: [lambda:GetFunctionConfiguration, lambda:GetFunction, lambda:InvokeFunction]\n            Resource:\n"},
+	{name: "operators unable to queue a revocation", check: "operator-policy-grants-cli-calls",
+		old: "            Action: sqs:SendMessage\n            Resource: !GetAtt RevocationQueue.Arn\n          - Sid: ReadRotatedUsersTags\n",
+		new: "            Action: sqs:SendMessage\n            Resource: !GetAtt RevocationDeadLetterQueue.Arn\n          - Sid: ReadRotatedUsersTags\n"},
 	{name: "a rotation function ARN missing from the outputs", check: "rotation-function-arns-output",
 		old: "    Value: !GetAtt TwilioRotationFunction.Arn\n", new: "    Value: !Ref TwilioRotationFunction\n"},
 }
