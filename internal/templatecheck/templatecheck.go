@@ -1,10 +1,13 @@
 // Package templatecheck checks keyrotor's SAM template after it has been
 // transformed into plain CloudFormation by aws-sam-translator (transform.py
-// beside this file): every function has its Makefile build target, the
-// revoker's queue is wired the way Lambda and SQS want and only keyrotor's
-// and the operators' roles may send to it, permissions name
-// their source account, roles grant secret actions only on managed secrets
-// and IAM key actions only on users bound to a secret, and every condition of DESIGN §6 has an alarm that notifies someone.
+// beside this file): every function has its Makefile build target; the
+// revoker's queue is wired the way Lambda and SQS want, and only keyrotor's
+// and the operators' roles may send to it; permissions name their source
+// account; roles and the operators' policy grant secret actions only on
+// managed secrets, IAM key actions only on users bound to a secret and KMS
+// actions only through Secrets Manager, and grant every call the code makes;
+// every condition of DESIGN §6 and issue 10 has an alarm that notifies
+// someone and a place on the dashboard.
 //
 // Each check is a named function over the transformed template that returns
 // the problems it finds; the tests run them on the real template and on
