@@ -1,9 +1,13 @@
 // Package templatecheck checks keyrotor's SAM template after it has been
 // transformed into plain CloudFormation by aws-sam-translator (transform.py
-// beside this file): every function has its Makefile build target, the
-// revoker's queue is wired the way Lambda and SQS want, permissions name
-// their source account, roles grant secret actions only on managed secrets,
-// and every condition of DESIGN §6 has an alarm that notifies someone.
+// beside this file): every function has its Makefile build target; the
+// revoker's queue is wired the way Lambda and SQS want, and only keyrotor's
+// and the operators' roles may send to it; permissions name their source
+// account; roles and the operators' policy grant secret actions only on
+// managed secrets, IAM key actions only on users bound to a secret and KMS
+// actions only through Secrets Manager, and grant every call the code makes;
+// every condition of DESIGN §6 and issue 10 has an alarm that notifies
+// someone and a place on the dashboard.
 //
 // Each check is a named function over the transformed template that returns
 // the problems it finds; the tests run them on the real template and on
@@ -26,6 +30,7 @@ import (
 // Template is a transformed (plain CloudFormation) template.
 type Template struct {
 	Parameters map[string]map[string]any `json:"Parameters"`
+	Conditions map[string]any            `json:"Conditions"`
 	Resources  map[string]Resource       `json:"Resources"`
 	Outputs    map[string]map[string]any `json:"Outputs"`
 }
@@ -47,6 +52,8 @@ type Inputs struct {
 	// RotationSecretActions are the IAM actions of the Secrets Manager calls
 	// the rotation engine makes ("secretsmanager:DescribeSecret", ...).
 	RotationSecretActions []string
+	// OperatorSecretActions are those of the operator CLI's calls.
+	OperatorSecretActions []string
 }
 
 // Check is one rule over a transformed template.
@@ -61,9 +68,14 @@ var Checks = []Check{
 	{"sqs-events-report-batch-item-failures", sqsEventsReportBatchItemFailures},
 	{"queue-visibility-covers-timeout", queueVisibilityCoversTimeout},
 	{"queues-encrypted-dlq-outlives-queue", queuesEncryptedDLQOutlivesQueue},
+	{"revocation-queue-send-restricted", revocationQueueSendRestricted},
 	{"permissions-name-source", permissionsNameSource},
 	{"secret-actions-only-on-managed-secrets", secretActionsOnlyOnManagedSecrets},
+	{"iam-actions-only-on-bound-users", iamActionsOnlyOnBoundUsers},
+	{"admin-secret-readers-read-bindings", adminSecretReadersReadBindings},
+	{"kms-keys-for-secret-readers", kmsKeysForSecretReaders},
 	{"rotation-roles-grant-engine-calls", rotationRolesGrantEngineCalls},
+	{"operator-policy-grants-cli-calls", operatorPolicyGrantsCLICalls},
 	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
 	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
 	{"alarms-have-actions", alarmsHaveActions},
@@ -73,6 +85,7 @@ var Checks = []Check{
 	{"auditor-scheduled", auditorScheduled},
 	{"rotation-function-arns-output", rotationFunctionArnsOutput},
 	{"dashboard-body-is-json", dashboardBodyIsJSON},
+	{"alarmed-metrics-on-dashboard", alarmedMetricsOnDashboard},
 }
 
 // Run runs every check and returns the problems by check name (checks
@@ -300,6 +313,113 @@ func queuesEncryptedDLQOutlivesQueue(t Template, _ Inputs) []string {
 	return p
 }
 
+// operatorRolesParameter names the operators' roles that may send to the
+// revocation queue besides keyrotor's own.
+const operatorRolesParameter = "OperatorRoleArns"
+
+// refsIn returns every logical id or parameter that v refers to with Ref or
+// Fn::GetAtt, at any depth (inside Fn::Join, Fn::Split, Fn::If...).
+func refsIn(v any) map[string]bool {
+	out := map[string]bool{}
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if r := refTo(x); r != "" {
+				out[r] = true
+				return
+			}
+			for _, y := range x {
+				walk(y)
+			}
+		case []any:
+			for _, y := range x {
+				walk(y)
+			}
+		}
+	}
+	walk(v)
+	return out
+}
+
+// revocationQueueSendRestricted: a queue the revoker consumes has a policy
+// that denies sqs:SendMessage (and nothing else, so the account can still
+// manage the queue) to every principal but the roles of the template that
+// send to it and the operators' roles of OperatorRoleArns. Without it, any
+// principal of the account allowed sqs:SendMessage by its own policies
+// could queue the revocation of any key.
+func revocationQueueSendRestricted(t Template, _ Inputs) []string {
+	var p []string
+	if par := t.Parameters[operatorRolesParameter]; par == nil || par["Type"] != "CommaDelimitedList" || par["Default"] != "" {
+		p = append(p, fmt.Sprintf("no parameter %s of type CommaDelimitedList with an empty default", operatorRolesParameter))
+	}
+	for _, mapping := range t.sqsMappings() {
+		q := refTo(t.Resources[mapping].Properties["EventSourceArn"])
+		senders := map[string]bool{}
+		for _, s := range t.statements() {
+			// A managed policy's senders are the operators' roles it is attached to.
+			if t.Resources[s.role].Type == "AWS::IAM::Role" && slices.Contains(s.actions(), "sqs:SendMessage") && slices.ContainsFunc(list(s.m["Resource"]), func(r any) bool { return refTo(r) == q }) {
+				senders[s.role] = true
+			}
+		}
+		var found bool
+		for _, id := range t.ofType("AWS::SQS::QueuePolicy") {
+			props := t.Resources[id].Properties
+			if !slices.ContainsFunc(list(props["Queues"]), func(r any) bool { return refTo(r) == q }) {
+				continue
+			}
+			doc, _ := props["PolicyDocument"].(map[string]any)
+			for _, st := range list(doc["Statement"]) {
+				m, _ := st.(map[string]any)
+				if m["Effect"] != "Deny" || !slices.Contains(strs(m["Action"]), "sqs:SendMessage") {
+					continue
+				}
+				found = true
+				name := fmt.Sprintf("%s/%v", id, m["Sid"])
+				if acts := strs(m["Action"]); len(acts) != 1 {
+					p = append(p, fmt.Sprintf("%s denies %v, not only sqs:SendMessage: the account could no longer manage %s", name, acts, q))
+				}
+				if pr, _ := m["Principal"].(map[string]any); m["Principal"] != "*" && !(len(pr) == 1 && pr["AWS"] == "*") {
+					p = append(p, fmt.Sprintf("%s denies %v only, not every principal", name, m["Principal"]))
+				}
+				cond, _ := m["Condition"].(map[string]any)
+				var allowed any
+				for op, v := range cond {
+					kv, _ := v.(map[string]any)
+					if (op != "ArnNotEquals" && op != "StringNotEquals") || len(kv) != 1 || kv["aws:PrincipalArn"] == nil {
+						p = append(p, fmt.Sprintf("%s: condition %s %v, want only ArnNotEquals or StringNotEquals on aws:PrincipalArn", name, op, v))
+						continue
+					}
+					allowed = kv["aws:PrincipalArn"]
+				}
+				if len(cond) != 1 || allowed == nil {
+					p = append(p, fmt.Sprintf("%s: no single exception by aws:PrincipalArn", name))
+					continue
+				}
+				refs := refsIn(allowed)
+				if !refs[operatorRolesParameter] {
+					p = append(p, fmt.Sprintf("%s: the operators' roles (%s) may not send to %s", name, operatorRolesParameter, q))
+				}
+				for r := range refs {
+					if r != operatorRolesParameter && !senders[r] {
+						p = append(p, fmt.Sprintf("%s: %s may send to %s, though no keyrotor statement sends", name, r, q))
+					}
+				}
+				for r := range senders {
+					if !refs[r] {
+						p = append(p, fmt.Sprintf("%s: %s sends to %s but is denied", name, r, q))
+					}
+				}
+			}
+		}
+		if !found {
+			p = append(p, fmt.Sprintf("%s: no queue policy denies sqs:SendMessage to principals other than keyrotor's and the operators'", q))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
 func permissionsNameSource(t Template, _ Inputs) []string {
 	var p []string
 	for _, id := range t.ofType("AWS::Lambda::Permission") {
@@ -314,22 +434,72 @@ func permissionsNameSource(t Template, _ Inputs) []string {
 	return p
 }
 
-// statement is one statement of a role's inline policy.
+// statement is one Allow statement of a role's inline policy or of a
+// managed policy of the template.
 type statement struct {
-	role string
+	role string // the logical id of the role or of the managed policy
 	m    map[string]any
+	// when is the template condition a statement inside Fn::If depends on
+	// ("!" before it for the false branch), or "".
+	when string
 }
 
+// statements returns the Allow statements of every role and managed policy.
+// A statement inside Fn::If counts with its condition (both branches).
 func (t Template) statements() []statement {
 	var out []statement
-	for _, id := range t.ofType("AWS::IAM::Role") {
-		for _, pol := range list(t.Resources[id].Properties["Policies"]) {
-			doc, _ := pol.(map[string]any)["PolicyDocument"].(map[string]any)
-			for _, st := range list(doc["Statement"]) {
-				if m, ok := st.(map[string]any); ok && m["Effect"] == "Allow" {
-					out = append(out, statement{id, m})
+	add := func(id string, doc any) {
+		d, _ := doc.(map[string]any)
+		for _, st := range list(d["Statement"]) {
+			for _, b := range branches(st) {
+				if b.m["Effect"] == "Allow" {
+					out = append(out, statement{id, b.m, b.when})
 				}
 			}
+		}
+	}
+	for _, id := range t.ofType("AWS::IAM::Role") {
+		for _, pol := range list(t.Resources[id].Properties["Policies"]) {
+			p, _ := pol.(map[string]any)
+			add(id, p["PolicyDocument"])
+		}
+	}
+	for _, id := range t.ofType("AWS::IAM::ManagedPolicy") {
+		add(id, t.Resources[id].Properties["PolicyDocument"])
+	}
+	return out
+}
+
+type branch struct {
+	m    map[string]any
+	when string
+}
+
+// branches returns the objects v may be: v itself, or the branches of an
+// Fn::If with their conditions (AWS::NoValue is no branch).
+func branches(v any) []branch {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	args, ok := m["Fn::If"].([]any)
+	if !ok {
+		return []branch{{m, ""}}
+	}
+	if len(args) != 3 {
+		return nil
+	}
+	cond, _ := args[0].(string)
+	var out []branch
+	for i, w := range []string{cond, "!" + cond} {
+		if refTo(args[i+1]) == "AWS::NoValue" {
+			continue
+		}
+		for _, b := range branches(args[i+1]) {
+			if b.when == "" {
+				b.when = w
+			}
+			out = append(out, b)
 		}
 	}
 	return out
@@ -384,6 +554,234 @@ func rotationRolesGrantEngineCalls(t Template, in Inputs) []string {
 			if !granted[role][a] {
 				p = append(p, fmt.Sprintf("%s: its role %s does not allow %s on managed secrets, which the rotation engine calls", id, role, a))
 			}
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// boundUserTag is the IAM tag that binds a user to the one secret whose ARN
+// it holds; thisRegionSecrets is the pattern of its value a policy allows.
+const (
+	boundUserTag      = "iam:ResourceTag/keyrotor:secret"
+	thisRegionSecrets = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"
+)
+
+// iamReadTags is the one IAM action on users that needs no binding: the code
+// reads the tag to refuse an unbound user with a clear error.
+const iamReadTags = "iam:ListUserTags"
+
+// iamActionsOnlyOnBoundUsers: every IAM action (but reading the users' tags)
+// is allowed only on users whose keyrotor:secret tag names a secret of this
+// account and region, so that a secret's value naming any other user (an
+// administrator) mints or revokes nothing even if the code's own check were
+// skipped; and whoever acts on keys may read the tag that the code checks.
+func iamActionsOnlyOnBoundUsers(t Template, _ Inputs) []string {
+	var p []string
+	actsOnKeys, readsTags := map[string]bool{}, map[string]bool{}
+	for _, s := range t.statements() {
+		var acts []string
+		for _, a := range s.actions() {
+			switch {
+			case a == iamReadTags:
+				readsTags[s.role] = true
+			case strings.HasPrefix(a, "iam:") || a == "*":
+				acts = append(acts, a)
+			}
+		}
+		if len(acts) == 0 {
+			continue
+		}
+		actsOnKeys[s.role] = true
+		cond, _ := s.m["Condition"].(map[string]any)
+		like, _ := cond["StringLike"].(map[string]any)
+		if v, ok := like[boundUserTag]; !ok || text(v) != thisRegionSecrets {
+			p = append(p, fmt.Sprintf("%s: %v without the condition StringLike %s = %s", s.name(), acts, boundUserTag, thisRegionSecrets))
+		}
+	}
+	for role := range actsOnKeys {
+		if !readsTags[role] {
+			p = append(p, fmt.Sprintf("%s acts on IAM users' keys but may not read their tags (%s), which the code checks first", role, iamReadTags))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// adminSecrets is how a resource names the vendors' admin secrets.
+const adminSecrets = "${AdminSecretPrefix}"
+
+// adminSecretReadersReadBindings: whoever reads an admin secret's value may
+// describe it too, since its tag keyrotor:admin-for says which managed
+// secrets may use it; without DescribeSecret every use would be refused.
+func adminSecretReadersReadBindings(t Template, _ Inputs) []string {
+	type grant struct{ role, res string }
+	actions := map[grant]map[string]bool{}
+	for _, s := range t.statements() {
+		for _, r := range list(s.m["Resource"]) {
+			g := grant{s.role, text(r)}
+			if !strings.Contains(g.res, adminSecrets) {
+				continue
+			}
+			if actions[g] == nil {
+				actions[g] = map[string]bool{}
+			}
+			for _, a := range s.actions() {
+				actions[g][a] = true
+			}
+		}
+	}
+	var p []string
+	for g, acts := range actions {
+		if acts["secretsmanager:GetSecretValue"] && !acts["secretsmanager:DescribeSecret"] {
+			p = append(p, fmt.Sprintf("%s reads the admin secrets %s but may not describe them (their keyrotor:admin-for tag)", g.role, g.res))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// KMS: the parameter naming the customer-managed keys, and the one way
+// keyrotor's roles may use them.
+const (
+	kmsKeysParameter = "KmsKeyArns"
+	kmsViaService    = "secretsmanager.${AWS::Region}.amazonaws.com"
+)
+
+// kmsWriteActions are what writing a secret encrypted with a customer-managed
+// key needs beyond kms:Decrypt.
+var kmsWriteActions = []string{"kms:GenerateDataKey", "kms:Encrypt"}
+
+// kmsGrant reports whether s is a well-formed KMS statement: only on the
+// KmsKeyArns keys, only through Secrets Manager, only when keys are given.
+func (t Template) kmsGrant(s statement) string {
+	cond, _ := s.m["Condition"].(map[string]any)
+	eq, _ := cond["StringEquals"].(map[string]any)
+	res := list(s.m["Resource"])
+	switch {
+	case len(res) != 1 || refTo(res[0]) != kmsKeysParameter:
+		return fmt.Sprintf("on %v, not on the keys of %s", s.m["Resource"], kmsKeysParameter)
+	case len(cond) != 1 || len(eq) != 1 || text(eq["kms:ViaService"]) != kmsViaService:
+		return fmt.Sprintf("with condition %v, not only StringEquals kms:ViaService = %s", text(s.m["Condition"]), kmsViaService)
+	case s.when == "" || strings.HasPrefix(s.when, "!"):
+		return "not inside Fn::If on a condition that KmsKeyArns is not empty"
+	}
+	b, _ := json.Marshal(t.Conditions[s.when])
+	if !strings.Contains(string(b), `"Ref":"`+kmsKeysParameter+`"`) {
+		return fmt.Sprintf("under condition %s, which does not test %s", s.when, kmsKeysParameter)
+	}
+	return ""
+}
+
+// kmsKeysForSecretReaders: secrets may be encrypted with customer-managed
+// keys (parameter KmsKeyArns); every role or policy that reads secret values
+// may then decrypt with those keys, and those that write secret values may
+// generate data keys, each only through Secrets Manager in this region. No
+// one else gets a KMS action, and no one gets one on other keys.
+func kmsKeysForSecretReaders(t Template, _ Inputs) []string {
+	var p []string
+	if par := t.Parameters[kmsKeysParameter]; par == nil || par["Type"] != "CommaDelimitedList" || par["Default"] != "" {
+		p = append(p, fmt.Sprintf("no parameter %s of type CommaDelimitedList with an empty default", kmsKeysParameter))
+	}
+	reads, writes, kms := map[string]bool{}, map[string]bool{}, map[string]map[string]bool{}
+	for _, s := range t.statements() {
+		var kmsActs []string
+		for _, a := range s.actions() {
+			switch {
+			case a == "secretsmanager:GetSecretValue":
+				reads[s.role] = true
+			case a == "secretsmanager:PutSecretValue":
+				writes[s.role] = true
+			case strings.HasPrefix(a, "kms:") || a == "*":
+				kmsActs = append(kmsActs, a)
+			}
+		}
+		if len(kmsActs) == 0 {
+			continue
+		}
+		if why := t.kmsGrant(s); why != "" {
+			p = append(p, fmt.Sprintf("%s: %v %s", s.name(), kmsActs, why))
+			continue
+		}
+		if kms[s.role] == nil {
+			kms[s.role] = map[string]bool{}
+		}
+		for _, a := range kmsActs {
+			kms[s.role][a] = true
+		}
+	}
+	for role, acts := range kms {
+		for a := range acts {
+			if a != "kms:Decrypt" && !(writes[role] && slices.Contains(kmsWriteActions, a)) {
+				p = append(p, fmt.Sprintf("%s: %s, though it writes no secret value", role, a))
+			}
+		}
+	}
+	for role := range reads {
+		if !kms[role]["kms:Decrypt"] {
+			p = append(p, fmt.Sprintf("%s reads secret values but may not decrypt with the keys of %s", role, kmsKeysParameter))
+		}
+		if writes[role] && !kms[role]["kms:GenerateDataKey"] {
+			p = append(p, fmt.Sprintf("%s writes secret values but may not generate data keys with the keys of %s", role, kmsKeysParameter))
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// operatorPolicy is the logical id of the managed policy for the operators'
+// roles.
+const operatorPolicy = "OperatorPolicy"
+
+// operatorPolicyGrantsCLICalls: the operators' managed policy allows every
+// Secrets Manager call of the operator CLI on managed secrets, reading the
+// configuration of every rotation function (status reads GRACE_PERIOD and
+// the timeout that unstick waits out) and sending to the revocation queue
+// (unstick queues the abandoned key's revocation).
+func operatorPolicyGrantsCLICalls(t Template, in Inputs) []string {
+	if t.Resources[operatorPolicy].Type != "AWS::IAM::ManagedPolicy" {
+		return []string{"no managed policy " + operatorPolicy + " for the operators' roles"}
+	}
+	secrets, onStar := map[string]bool{}, map[string]bool{}
+	on := map[string]map[string]bool{} // action -> logical ids of its resources
+	for _, s := range t.statements() {
+		if s.role != operatorPolicy {
+			continue
+		}
+		for _, a := range s.actions() {
+			if s.managedCondition() {
+				secrets[a] = true
+			}
+			if slices.ContainsFunc(list(s.m["Resource"]), func(r any) bool { return text(r) == "*" }) {
+				onStar[a] = true
+			}
+			if on[a] == nil {
+				on[a] = map[string]bool{}
+			}
+			for _, r := range list(s.m["Resource"]) {
+				on[a][refTo(r)] = true
+			}
+		}
+	}
+	var p []string
+	for _, a := range in.OperatorSecretActions {
+		if slices.Contains(secretActionsOnStar, a) {
+			if !onStar[a] {
+				p = append(p, fmt.Sprintf("%s does not allow %s, which the operator CLI calls", operatorPolicy, a))
+			}
+		} else if !secrets[a] {
+			p = append(p, fmt.Sprintf("%s does not allow %s on managed secrets, which the operator CLI calls", operatorPolicy, a))
+		}
+	}
+	for _, fn := range t.rotationFunctions() {
+		if !on["lambda:GetFunctionConfiguration"][fn] {
+			p = append(p, fmt.Sprintf("%s does not allow lambda:GetFunctionConfiguration on %s (status reads its GRACE_PERIOD and timeout)", operatorPolicy, fn))
+		}
+	}
+	for _, mapping := range t.sqsMappings() {
+		q := refTo(t.Resources[mapping].Properties["EventSourceArn"])
+		if !on["sqs:SendMessage"][q] {
+			p = append(p, fmt.Sprintf("%s does not allow sqs:SendMessage on %s (unstick queues the abandoned key's revocation)", operatorPolicy, q))
 		}
 	}
 	sort.Strings(p)
@@ -545,7 +943,7 @@ func atLeastOne(m alarmMetric) bool {
 	return (m.op == "GreaterThanOrEqualToThreshold" && m.threshold <= 1) || (m.op == "GreaterThanThreshold" && m.threshold < 1)
 }
 
-// Conditions are the conditions of DESIGN §6.
+// Conditions are the conditions of DESIGN §6 and issue 10.
 var Conditions = []Condition{
 	{"key age above 1.5 x the rotation interval", ownMetric("MaxKeyAgeRatio", func(m alarmMetric) bool {
 		return m.op == "GreaterThanThreshold" && m.threshold == 1.5
@@ -580,6 +978,12 @@ var Conditions = []Condition{
 	}},
 	{"stuck rotations", ownMetric("StuckRotations", atLeastOne)},
 	{"a spike of vendor authentication failures", ownMetric("VendorAuthFailures", nil)},
+	// Issue 10, "silence is a defect": every refusal to revoke and every key
+	// not provably ours alarms, not a log line alone.
+	{"a revocation refused as unproven", ownMetric("RevocationsRefused", atLeastOne)},
+	{"keys not provably the secret's", ownMetric("UnownedKeys", atLeastOne)},
+	{"a revocation of an abandoned rotation (the key is live)", ownMetric("RevocationsAbandoned", atLeastOne)},
+	{"keys minted by abandoned rotations", ownMetric("AbandonedKeys", atLeastOne)},
 }
 
 func designConditionsAlarmed(t Template, _ Inputs) []string {
@@ -669,6 +1073,24 @@ func rotationFunctionArnsOutput(t Template, _ Inputs) []string {
 			p = append(p, fn+": no output with its ARN")
 		}
 	}
+	return p
+}
+
+// alarmedMetricsOnDashboard: every metric of keyrotor's namespace that an
+// alarm watches is on the dashboard, where the on-call engineer looks first.
+func alarmedMetricsOnDashboard(t Template, _ Inputs) []string {
+	var bodies string
+	for _, id := range t.ofType("AWS::CloudWatch::Dashboard") {
+		bodies += text(t.Resources[id].Properties["DashboardBody"])
+	}
+	var p []string
+	for _, m := range t.alarmMetrics() {
+		// A metric row names it as "Name"; a SEARCH expression as \"Name\".
+		if m.namespace == ownNamespace && !strings.Contains(bodies, `"`+m.name+`"`) && !strings.Contains(bodies, `\"`+m.name+`\"`) {
+			p = append(p, fmt.Sprintf("%s watches %s, which no dashboard shows", m.alarm, m.name))
+		}
+	}
+	sort.Strings(p)
 	return p
 }
 

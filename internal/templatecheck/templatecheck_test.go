@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyrotor/keyrotor/audit"
+	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
@@ -28,12 +29,19 @@ func init() {
 	} {
 		emitted[n] = true
 	}
+	// Issue 10's metrics, which the revoker and the rotation engine publish
+	// on the branches that implement them: replace these names with their
+	// constants (revocation.Metric..., rotation.Metric...) once merged.
+	for _, n := range []string{"RevocationsRefused", "UnownedKeys", "RevocationsAbandoned", "AbandonedKeys"} {
+		emitted[n] = true
+	}
 }
 
-// engineActions are the IAM actions of the methods of the rotation engine's
-// Secrets Manager interface: a call added there must be granted too.
-func engineActions() []string {
-	typ := reflect.TypeFor[rotation.SecretsManager]()
+// secretActions are the IAM actions of the methods of a Secrets Manager
+// interface (the rotation engine's, the operator's): a call added there must
+// be granted too.
+func secretActions[I any]() []string {
+	typ := reflect.TypeFor[I]()
 	var out []string
 	for i := range typ.NumMethod() {
 		out = append(out, "secretsmanager:"+typ.Method(i).Name)
@@ -54,7 +62,8 @@ func inputs(t *testing.T, root string) Inputs {
 	if len(targets) == 0 {
 		t.Fatal("the Makefile has no build-<LogicalId> target")
 	}
-	return Inputs{MakeTargets: targets, EmittedMetrics: emitted, RotationSecretActions: engineActions()}
+	return Inputs{MakeTargets: targets, EmittedMetrics: emitted,
+		RotationSecretActions: secretActions[rotation.SecretsManager](), OperatorSecretActions: secretActions[operator.SecretsManager]()}
 }
 
 func TestCfnLintClean(t *testing.T) {
@@ -116,6 +125,18 @@ var mutations = []mutation{
 	{name: "a revoker timeout that outgrows the visibility", check: "queue-visibility-covers-timeout",
 		old: "      Description: Revokes old keys after their grace period (functions/revoker), fed by the revocation queue.\n      CodeUri: .\n      Timeout: 120",
 		new: "      Description: Revokes old keys after their grace period (functions/revoker), fed by the revocation queue.\n      CodeUri: .\n      Timeout: 300"},
+	{name: "no queue policy on the revocation queue", check: "revocation-queue-send-restricted",
+		old: "            Effect: Deny\n            Principal: \"*\"\n            Action: sqs:SendMessage\n", new: "            Effect: Allow\n            Principal: \"*\"\n            Action: sqs:SendMessage\n"},
+	{name: "a queue policy that denies the account everything", check: "revocation-queue-send-restricted",
+		old: "            Principal: \"*\"\n            Action: sqs:SendMessage\n", new: "            Principal: \"*\"\n            Action: [sqs:SendMessage, sqs:SetQueueAttributes]\n"},
+	{name: "a rotation function denied its revocations", check: "revocation-queue-send-restricted",
+		old: "                      - !GetAtt TwilioRotationRole.Arn\n", new: ""},
+	{name: "the auditor allowed to send revocations", check: "revocation-queue-send-restricted",
+		old: "                      - !GetAtt TwilioRotationRole.Arn\n", new: "                      - !GetAtt TwilioRotationRole.Arn\n                      - !GetAtt AuditorRole.Arn\n"},
+	{name: "operators unable to queue unstick's revocation", check: "revocation-queue-send-restricted",
+		old: `!If [HasOperatorRoles, !Join [",", !Ref OperatorRoleArns], !GetAtt RevokerRole.Arn]`, new: "!GetAtt RevokerRole.Arn"},
+	{name: "an exception by something other than the principal", check: "revocation-queue-send-restricted",
+		old: "                aws:PrincipalArn: !Split\n", new: "                aws:SourceArn: !Split\n"},
 	{name: "a DLQ that keeps messages no longer than the queue", check: "queues-encrypted-dlq-outlives-queue",
 		old: "MessageRetentionPeriod: 1209600", new: "MessageRetentionPeriod: 345600"},
 	{name: "an unencrypted queue", check: "queues-encrypted-dlq-outlives-queue",
@@ -129,6 +150,29 @@ var mutations = []mutation{
 		new: "                StringEquals:\n                  \"secretsmanager"},
 	{name: "secretsmanager:* granted", check: "secret-actions-only-on-managed-secrets",
 		old: "Action: secretsmanager:ListSecrets", new: "Action: secretsmanager:*"},
+	{name: "IAM key actions on every user under the path", check: "iam-actions-only-on-bound-users",
+		old: "              Condition:\n                StringLike:\n                  \"iam:ResourceTag/keyrotor:secret\": !Sub \"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*\"\n", new: ""},
+	{name: "IAM key actions on users bound to any tag value", check: "iam-actions-only-on-bound-users",
+		old: `"iam:ResourceTag/keyrotor:secret": !Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"`,
+		new: `"iam:ResourceTag/keyrotor:secret": "*"`},
+	{name: "a role acting on IAM keys that cannot read the users' tags", check: "iam-actions-only-on-bound-users",
+		old: "              Action: iam:ListUserTags\n", new: "              Action: logs:CreateLogStream\n"},
+	{name: "an admin secret reader that cannot read keyrotor:admin-for", check: "admin-secret-readers-read-bindings",
+		old: "Action: [secretsmanager:DescribeSecret, secretsmanager:GetSecretValue]", new: "Action: secretsmanager:GetSecretValue"},
+	{name: "a reader that cannot decrypt secrets under a customer-managed key", check: "kms-keys-for-secret-readers",
+		old: "                Action: kms:Decrypt\n", new: "                Action: kms:DescribeKey\n"},
+	{name: "a writer that cannot generate data keys", check: "kms-keys-for-secret-readers",
+		old: "Action: [kms:Decrypt, kms:GenerateDataKey, kms:Encrypt]", new: "Action: [kms:Decrypt]"},
+	{name: "a reader that may encrypt", check: "kms-keys-for-secret-readers",
+		old: "                Action: kms:Decrypt\n", new: "                Action: [kms:Decrypt, kms:Encrypt]\n"},
+	{name: "KMS keys usable outside Secrets Manager", check: "kms-keys-for-secret-readers",
+		old: "                Condition:\n                  StringEquals:\n                    kms:ViaService: !Sub secretsmanager.${AWS::Region}.amazonaws.com\n", new: ""},
+	{name: "KMS actions on every key", check: "kms-keys-for-secret-readers",
+		old: "                Resource: !Ref KmsKeyArns\n", new: "                Resource: !Sub \"arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*\"\n"},
+	{name: "KMS statements even without keys", check: "kms-keys-for-secret-readers",
+		old: "            - !If\n              - HasKmsKeys\n              - Sid: UseSecretKmsKeys\n", new: "            - !If\n              - HasAlarmEmail\n              - Sid: UseSecretKmsKeys\n"},
+	{name: "no KmsKeyArns parameter default", check: "kms-keys-for-secret-readers",
+		old: "  KmsKeyArns:\n    Type: CommaDelimitedList\n    Default: \"\"\n", new: "  KmsKeyArns:\n    Type: CommaDelimitedList\n    Default: \"arn:aws:kms:us-east-1:111122223333:key/x\"\n"},
 	{name: "PutMetricData in any namespace", check: "star-resources-only-where-required",
 		old: "              Condition:\n                StringEquals:\n                  cloudwatch:namespace: !Ref MetricsNamespace\n", new: ""},
 	{name: "another action on *", check: "star-resources-only-where-required",
@@ -157,6 +201,19 @@ var mutations = []mutation{
 		old: "MetricName: StuckRotations", new: "MetricName: ManagedSecrets"},
 	{name: "no vendor auth failure alarm", check: "design-conditions-alarmed",
 		old: "MetricName: VendorAuthFailures", new: "MetricName: StepFailed"},
+	{name: "no alarm on refused revocations", check: "design-conditions-alarmed",
+		old: "MetricName: RevocationsRefused", new: "MetricName: RevocationsSkipped"},
+	{name: "no alarm on unowned keys", check: "design-conditions-alarmed",
+		old: "MetricName: UnownedKeys", new: "MetricName: RevocationsSkipped"},
+	{name: "no alarm on abandoned revocations", check: "design-conditions-alarmed",
+		old: "MetricName: RevocationsAbandoned", new: "MetricName: RevocationsSkipped"},
+	{name: "no alarm on abandoned keys", check: "design-conditions-alarmed",
+		old: "MetricName: AbandonedKeys", new: "MetricName: RevocationsSkipped"},
+	{name: "an unowned-keys alarm at 2", check: "design-conditions-alarmed",
+		old: "      MetricName: UnownedKeys\n      Statistic: Sum\n      Period: 300\n      EvaluationPeriods: 1\n      Threshold: 1\n",
+		new: "      MetricName: UnownedKeys\n      Statistic: Sum\n      Period: 300\n      EvaluationPeriods: 1\n      Threshold: 2\n"},
+	{name: "an alarmed metric missing from the dashboard", check: "alarmed-metrics-on-dashboard",
+		old: `[".", "UnownedKeys"], `, new: ""},
 	{name: "an alarm on a metric nobody publishes", check: "alarm-metrics-are-emitted",
 		old: "MetricName: RotationOverdue", new: "MetricName: RotationsOverdue"},
 	{name: "no rule for RotationAbandoned", check: "rotation-events-notify",
@@ -165,6 +222,18 @@ var mutations = []mutation{
 		old: "      Events:\n        Audit:\n          Type: Schedule\n          Properties:\n            Schedule: !Ref AuditSchedule\n            Description: keyrotor audit of the managed secrets\n", new: ""},
 	{name: "a rotation role without ListSecretVersionIds", check: "rotation-roles-grant-engine-calls",
 		old: "                - secretsmanager:UpdateSecretVersionStage\n                - secretsmanager:ListSecretVersionIds\n", new: "                - secretsmanager:UpdateSecretVersionStage\n"},
+	{name: "no operator policy", check: "operator-policy-grants-cli-calls",
+		old: "  OperatorPolicy:\n    Type: AWS::IAM::ManagedPolicy\n", new: "  OperatorPolicy:\n    Type: AWS::IAM::Policy\n"},
+	{name: "an operator policy without a call the CLI makes", check: "operator-policy-grants-cli-calls",
+		old: "              - secretsmanager:RotateSecret\n", new: ""},
+	{name: "an operator policy without ListSecrets", check: "operator-policy-grants-cli-calls",
+		old: "            Action: secretsmanager:ListSecrets\n            Resource: \"*\"\n          # Vendor calls", new: "            Action: secretsmanager:ListSecretVersionIds\n            Resource: \"*\"\n          # Vendor calls"},
+	{name: "operators unable to read a rotation function's grace period", check: "operator-policy-grants-cli-calls",
+		old: "            Action: [lambda:GetFunctionConfiguration, lambda:GetFunction, lambda:InvokeFunction]\n            Resource:\n                - !GetAtt GatewayRotationFunction.Arn\n",
+		new: "            Action: [lambda:GetFunctionConfiguration, lambda:GetFunction, lambda:InvokeFunction]\n            Resource:\n"},
+	{name: "operators unable to queue a revocation", check: "operator-policy-grants-cli-calls",
+		old: "            Action: sqs:SendMessage\n            Resource: !GetAtt RevocationQueue.Arn\n          - Sid: ReadRotatedUsersTags\n",
+		new: "            Action: sqs:SendMessage\n            Resource: !GetAtt RevocationDeadLetterQueue.Arn\n          - Sid: ReadRotatedUsersTags\n"},
 	{name: "a rotation function ARN missing from the outputs", check: "rotation-function-arns-output",
 		old: "    Value: !GetAtt TwilioRotationFunction.Arn\n", new: "    Value: !Ref TwilioRotationFunction\n"},
 }
