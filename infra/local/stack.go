@@ -323,22 +323,60 @@ func (s *Stack) serve(h http.Handler) (string, error) {
 }
 
 func (s *Stack) startMoto(frontURL string) error {
-	launcher := filepath.Join(s.WorkDir, "moto_launcher.py")
+	var err error
+	s.moto, s.Endpoint, err = startLauncher(s.WorkDir, frontURL, s.opts.Logs)
+	return err
+}
+
+// startLauncher writes the moto launcher into workDir and starts it on
+// 127.0.0.1 and a free port, forwarding Lambda invokes to lambdaEndpoint; it
+// returns the process and moto's URL once moto answers.
+func startLauncher(workDir, lambdaEndpoint string, logs io.Writer) (*process, string, error) {
+	launcher := filepath.Join(workDir, "moto_launcher.py")
 	if err := os.WriteFile(launcher, motoLauncher, 0o644); err != nil {
-		return fmt.Errorf("write the moto launcher: %w", err)
+		return nil, "", fmt.Errorf("write the moto launcher: %w", err)
 	}
 	port, err := freePort()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	cmd := exec.Command("python3", launcher, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.Env = append(os.Environ(), "KEYROTOR_LAMBDA_ENDPOINT="+frontURL)
-	if s.moto, err = startProcess("moto", cmd, s.opts.Logs); err != nil {
-		return err
+	cmd.Env = append(os.Environ(), "KEYROTOR_LAMBDA_ENDPOINT="+lambdaEndpoint)
+	p, err := startProcess("moto", cmd, logs)
+	if err != nil {
+		return nil, "", err
 	}
-	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitHTTP(s.Endpoint+"/moto-api/", s.moto, 30*time.Second); err != nil {
-		return fmt.Errorf("start moto: %w\n%s", err, s.moto.logs.String())
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitHTTP(endpoint+"/moto-api/", p, 30*time.Second); err != nil {
+		_ = p.stop(time.Second)
+		return nil, "", fmt.Errorf("start moto: %w\n%s", err, p.logs.String())
+	}
+	return p, endpoint, nil
+}
+
+// SetClockOffset moves the clock of the stack's Secrets Manager offset away
+// from the real time: the dates it records from now on (version and secret
+// creation, rotation) are offset off. Dates already recorded keep their
+// value, so a test can create versions "an hour ago" (offset -1h), set the
+// offset back to 0 and read them as AWS would show them an hour later. The
+// functions and the CLI keep the real clock.
+func (s *Stack) SetClockOffset(ctx context.Context, offset time.Duration) error {
+	return setClockOffset(ctx, s.Endpoint, offset)
+}
+
+func setClockOffset(ctx context.Context, endpoint string, offset time.Duration) error {
+	url := fmt.Sprintf("%s/moto-api/keyrotor/clock?offset_seconds=%g", endpoint, offset.Seconds())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return fmt.Errorf("set the Secrets Manager clock: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("set the Secrets Manager clock: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("set the Secrets Manager clock: moto answered %s", resp.Status)
 	}
 	return nil
 }
