@@ -30,7 +30,7 @@ func launcherSM(t *testing.T) (*secretsmanager.Client, string) {
 			t.Error(err)
 		}
 	})
-	cfg, err := awsConfig(context.Background(), endpoint)
+	cfg, err := awsConfig(context.Background(), endpoint, Region)
 	if err != nil {
 		t.Fatal(err)
 	}

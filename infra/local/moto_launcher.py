@@ -2,10 +2,12 @@
 
 moto cannot run Lambda code without Docker. This launcher replaces moto's
 LambdaFunction.invoke with an HTTP POST of the payload to
-KEYROTOR_LAMBDA_ENDPOINT/functions/<function name>/invocations, which the
-local stack (infra/local) serves: it queues invokes per function and hands
-them to that function's Lambda Runtime Interface Emulator, where the real
-bootstrap runs. Then `aws lambda invoke` and `aws secretsmanager
+KEYROTOR_LAMBDA_ENDPOINT/regions/<region>/functions/<function name>/invocations,
+which the local stack (infra/local) serves: it queues invokes per function
+and hands them to that function's Lambda Runtime Interface Emulator, where
+the real bootstrap runs. The region is the invoked function's (moto keeps
+one Lambda per region, as AWS does), so a rotation in eu-west-1 runs
+eu-west-1's function. Then `aws lambda invoke` and `aws secretsmanager
 rotate-secret` reach the compiled functions, as on AWS.
 
 Five moto deviations are corrected for rotation:
@@ -60,14 +62,14 @@ TIMEOUT = float(os.environ.get("KEYROTOR_INVOKE_TIMEOUT", "120"))
 _rotation = threading.local()
 
 
-def _post(function_name, body):
+def _post(region, function_name, body):
     """POSTs body to the function; returns (payload bytes, error type or None)."""
     if body is None:
         body = b"{}"
     if isinstance(body, str):
         body = body.encode("utf-8")
     req = urllib.request.Request(
-        ENDPOINT + "/functions/" + function_name + "/invocations",
+        ENDPOINT + "/regions/" + region + "/functions/" + function_name + "/invocations",
         data=body or b"{}",
         method="POST",
         headers={"Content-Type": "application/json"},
@@ -88,7 +90,7 @@ def _post(function_name, body):
 
 
 def invoke(self, body, request_headers, response_headers):
-    payload, error_type = _post(self.function_name, body)
+    payload, error_type = _post(self.region, self.function_name, body)
     if error_type:
         if getattr(_rotation, "active", False):
             step = "?"
