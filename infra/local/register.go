@@ -13,11 +13,21 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// Binding tags (issue 10): an admin secret may serve only the managed
+// secrets whose names match one of the comma-separated patterns of its
+// TagAdminFor; an IAM user may be rotated only by the secret whose ARN its
+// IAM tag TagBoundSecret holds. The stack sets both on what it creates.
+const (
+	TagAdminFor    = "keyrotor:admin-for"
+	TagBoundSecret = "keyrotor:secret"
 )
 
 // createQueues creates the region's revocation queue and its dead-letter
@@ -117,6 +127,8 @@ func (r *RegionStack) registerFunctions(ctx context.Context, roleARN string, zip
 		Name:         aws.String(GatewayAdminSecret),
 		Description:  aws.String("admin token of the local reference gateway"),
 		SecretString: aws.String(string(admin)),
+		// Every secret of the local stack may use it.
+		Tags: []smtypes.Tag{{Key: aws.String(TagAdminFor), Value: aws.String("*")}},
 	}); err != nil {
 		return fmt.Errorf("create secret %s in %s: %w", GatewayAdminSecret, r.Name, err)
 	}
@@ -157,16 +169,18 @@ func (s *Stack) CreateIAMSecret(ctx context.Context, name, userName string, grac
 
 // CreateGatewaySecret creates a gateway secret in the region with no key
 // yet, tagged keyrotor:managed=true and keyrotor:grace-period=grace, whose
-// admin secret is the region's GatewayAdminSecret, and configures its
+// admin secret is the region's GatewayAdminSecret (TagAdminFor "*"), and configures its
 // rotation with the region's gateway function (every RotationIntervalDay
 // days), which rotates it once: the first rotation creates its key.
 func (r *RegionStack) CreateGatewaySecret(ctx context.Context, name string, grace time.Duration) (Secret, error) {
 	value, _ := json.Marshal(map[string]string{"provider": "gateway", "admin_secret_id": GatewayAdminSecret})
-	return r.createManagedSecret(ctx, name, "gateway", string(value), grace)
+	return r.createManagedSecret(ctx, name, "gateway", string(value), grace, nil)
 }
 
 // CreateIAMSecret creates the IAM user userName (if it does not exist) and
-// a secret in the region for its access keys, as CreateGatewaySecret does.
+// a secret in the region for its access keys, binds the user to the secret
+// (IAM tag TagBoundSecret = the secret's ARN) and configures its rotation as
+// CreateGatewaySecret does.
 func (r *RegionStack) CreateIAMSecret(ctx context.Context, name, userName string, grace time.Duration) (Secret, error) {
 	ic := r.clients.iam
 	if _, err := ic.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(userName)}); err != nil {
@@ -175,10 +189,21 @@ func (r *RegionStack) CreateIAMSecret(ctx context.Context, name, userName string
 		}
 	}
 	value, _ := json.Marshal(map[string]string{"provider": "iam", "user_name": userName})
-	return r.createManagedSecret(ctx, name, "iam", string(value), grace)
+	bind := func(arn string) error {
+		if _, err := ic.TagUser(ctx, &iam.TagUserInput{
+			UserName: aws.String(userName),
+			Tags:     []iamtypes.Tag{{Key: aws.String(TagBoundSecret), Value: aws.String(arn)}},
+		}); err != nil {
+			return fmt.Errorf("bind IAM user %s to %s: %w", userName, name, err)
+		}
+		return nil
+	}
+	return r.createManagedSecret(ctx, name, "iam", string(value), grace, bind)
 }
 
-func (r *RegionStack) createManagedSecret(ctx context.Context, name, function, value string, grace time.Duration) (Secret, error) {
+// createManagedSecret creates the secret, calls bind (when not nil) with its
+// ARN, then configures its rotation, which rotates it once.
+func (r *RegionStack) createManagedSecret(ctx context.Context, name, function, value string, grace time.Duration, bind func(arn string) error) (Secret, error) {
 	f, ok := r.Functions[function]
 	if !ok {
 		return Secret{}, fmt.Errorf("create secret %s: the stack runs no %s function", name, function)
@@ -194,6 +219,11 @@ func (r *RegionStack) createManagedSecret(ctx context.Context, name, function, v
 	})
 	if err != nil {
 		return Secret{}, fmt.Errorf("create secret %s: %w", name, err)
+	}
+	if bind != nil {
+		if err := bind(aws.ToString(out.ARN)); err != nil {
+			return Secret{}, err
+		}
 	}
 	if _, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
 		SecretId:          aws.String(name),

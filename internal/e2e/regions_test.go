@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/keyrotor/keyrotor/infra/local"
 )
@@ -120,4 +125,84 @@ func TestRotateSecretRunsTheRegionsFunction(t *testing.T) {
 	if got := a.Revocations.Stats().Received - aReceived; got != 0 {
 		t.Errorf("%s's revoker poller received %d messages of a rotation in %s, want none", regionA, got, regionB)
 	}
+}
+
+// TestSameSecretNameInTwoRegions is issue 10's end-to-end test of key
+// ownership: the same secret name in two regions, both rotating keys of one
+// shared vendor (the reference gateway), rotated alternately. After every
+// rotation, once the revokers have revoked what the grace period released,
+// every region's AWSCURRENT key must still be live at the gateway: no
+// region's rotation (its reconcile or its revoker) may take the other
+// region's keys for its own.
+func TestSameSecretNameInTwoRegions(t *testing.T) {
+	s := needTwoRegions(t)
+	const (
+		secret    = "prod/shared-gateway-key"
+		grace     = 2 * time.Second
+		rotations = 4
+	)
+	var created []*local.RegionStack
+	allLive := func(after string) {
+		t.Helper()
+		for _, r := range created {
+			k, err := r.ReadKey(ctx(t), secret, "AWSCURRENT")
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := s.Ping(ctx(t), k.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != 200 {
+				t.Errorf("after %s: the AWSCURRENT key of %s in %s (%s) answers %d at the shared gateway, want 200", after, secret, r.Name, k, code)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	for _, name := range []string{regionA, regionB} {
+		r := s.InRegion(name)
+		// The gateway's admin secret exists in each region, bound to every
+		// secret name.
+		d, err := r.SecretsManager().DescribeSecret(ctx(t), &secretsmanager.DescribeSecretInput{SecretId: aws.String(local.GatewayAdminSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tagValue(d.Tags, local.TagAdminFor); got != "*" {
+			t.Fatalf("%s in %s: tag %s = %q, want \"*\"", local.GatewayAdminSecret, name, local.TagAdminFor, got)
+		}
+		if _, err := r.CreateGatewaySecret(ctx(t), secret, grace); err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, r)
+		allLive(fmt.Sprintf("the first rotation of %s in %s", secret, name))
+	}
+	for i := range rotations {
+		r := created[i%2]
+		old, err := r.ReadKey(ctx(t), secret, "AWSCURRENT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Rotate(ctx(t), secret); err != nil {
+			t.Fatal(err)
+		}
+		// Let the revoker revoke the key this rotation superseded.
+		c, cancel := context.WithTimeout(context.Background(), grace+2*time.Minute)
+		err = s.WaitRevoked(c, old.KeyID)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		allLive(fmt.Sprintf("rotation %d (in %s) and its revocation", i+1, r.Name))
+	}
+}
+
+func tagValue(tags []smtypes.Tag, key string) string {
+	for _, t := range tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/providers"
@@ -56,11 +57,20 @@ func startAuthMoto(t *testing.T) *authMoto {
 	return am
 }
 
-// newUser creates a fresh IAM user and returns the secret value naming it.
+// conformanceSecretARN is the ARN of the secret the conformance suite
+// rotates (providertest's conformance/app-key): the users it rotates are
+// bound to it.
+const conformanceSecretARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:conformance/app-key-AbCdEf"
+
+// newUser creates a fresh IAM user, bound to the conformance secret (IAM tag
+// keyrotor:secret), and returns the secret value naming it.
 func (am *authMoto) newUser(t *testing.T) providers.Credential {
 	t.Helper()
 	name := fmt.Sprintf("keyrotor-bot-%d", am.users.Add(1))
-	if _, err := awsiam.NewFromConfig(am.admin).CreateUser(context.Background(), &awsiam.CreateUserInput{UserName: aws.String(name)}); err != nil {
+	if _, err := awsiam.NewFromConfig(am.admin).CreateUser(context.Background(), &awsiam.CreateUserInput{
+		UserName: aws.String(name),
+		Tags:     []iamtypes.Tag{{Key: aws.String("keyrotor:secret"), Value: aws.String(conformanceSecretARN)}},
+	}); err != nil {
 		t.Fatalf("create user %s: %v", name, err)
 	}
 	owner, err := providers.ParseSecret(fmt.Sprintf(`{"provider":"iam","user_name":%q,"team":"payments"}`, name))
