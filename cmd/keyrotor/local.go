@@ -26,13 +26,19 @@ functions; one Lambda runtime emulator per function (every folder of functions/:
 iam, the other vendors, revoker, auditor); the reference gateway; the revoker's SQS poller; the auditor's schedule.
 It creates demo/gateway and demo/iam, configured for rotation with a short grace period,
 prints export lines for the AWS CLI and SDKs, and runs until Ctrl-C or SIGTERM, then stops
-every process it started.`,
+every process it started.
+
+With --regions, the functions, the revocation queues, the pollers and the gateway's admin
+secret are set up in each region, as one deployment per region would be (the gateway is
+shared, as a vendor is); the demo secrets and AWS_REGION are in the first region, and
+` + "`aws --region eu-west-1 secretsmanager rotate-secret`" + ` runs eu-west-1's function.`,
 		Example: `  keyrotor local --env-file /tmp/keyrotor.env
   # in another shell:
   source /tmp/keyrotor.env
   aws secretsmanager rotate-secret --secret-id demo/gateway
   aws secretsmanager get-secret-value --secret-id demo/gateway --version-stage AWSCURRENT
-  curl -H "Authorization: Bearer <key>" $KEYROTOR_GATEWAY_URL/v1/ping`,
+  curl -H "Authorization: Bearer <key>" $KEYROTOR_GATEWAY_URL/v1/ping
+  keyrotor local --regions us-east-1,eu-west-1   # two regions, one shared gateway`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -72,6 +78,7 @@ every process it started.`,
 	f.StringVar(&envFile, "env-file", "", "also write the export lines to this file (removed on exit)")
 	f.StringVar(&opts.RepoRoot, "repo", "", "the keyrotor repository to build the functions from (default: found above the working directory)")
 	f.StringSliceVar(&opts.Functions, "functions", nil, "run only these functions (default: every folder of functions/)")
+	f.StringSliceVar(&opts.Regions, "regions", nil, "run the functions and queues in these regions, the first one the default (default: "+local.Region+"); each region costs one emulator per function")
 	f.DurationVar(&opts.GracePeriod, "grace", 10*time.Second, "grace period of the demo secrets (keyrotor:grace-period) and the functions' GRACE_PERIOD")
 	f.DurationVar(&opts.MaxRevocationDelay, "max-revocation-delay", time.Millisecond, "the revoker's MAX_REVOCATION_DELAY: how long past the grace period it may wait for key use")
 	f.DurationVar(&opts.AuditInterval, "audit-interval", time.Minute, "how often the auditor runs (when functions/auditor exists)")
@@ -83,9 +90,11 @@ func printReady(w io.Writer, s *local.Stack, envFile string, took time.Duration)
 	fmt.Fprintf(w, "keyrotor local: ready in %s\n", took.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "  moto (AWS)      %s\n", s.Endpoint)
 	fmt.Fprintf(w, "  gateway         %s\n", s.GatewayURL)
-	for _, n := range s.FunctionNames() {
-		f := s.Function(n)
-		fmt.Fprintf(w, "  function        %-21s %s\n", f.FunctionName, f.ARN)
+	for _, region := range s.Regions() {
+		for _, n := range s.FunctionNames() {
+			f := s.InRegion(region).Function(n)
+			fmt.Fprintf(w, "  function        %-21s %s\n", f.FunctionName, f.ARN)
+		}
 	}
 	fmt.Fprintf(w, "  secrets         %s, %s (grace %s)\n", local.DemoGatewaySecret, local.DemoIAMSecret, s.Options().GracePeriod)
 	if envFile != "" {

@@ -140,7 +140,7 @@ func (s *Stack) bench(ctx context.Context, name, secret string, samples int) (Be
 	r.ColdStart, r.WarmInvoke, r.ColdStartWall = median(cold), median(warm), median(wall)
 	var alone []time.Duration
 	for i := 0; i < samples; i++ {
-		d, err := bootstrapStartup(ctx, f.Bootstrap, s.functionEnv(f.Endpoint), []byte(event))
+		d, err := bootstrapStartup(ctx, f.Bootstrap, s.primary().functionEnv(f.Endpoint), []byte(event))
 		if err != nil {
 			return r, fmt.Errorf("bench %s: %w", name, err)
 		}
@@ -225,7 +225,7 @@ var reportRE = regexp.MustCompile(`REPORT RequestId: \S+\s+(?:Init Duration: ([0
 // response.
 func (s *Stack) coldStart(ctx context.Context, name string, event []byte) (cold, warm, wall time.Duration, err error) {
 	start := time.Now()
-	f, err := startFunction(name, s.paths[name], s.rie, s.functionEnv(s.Function(name).Endpoint), nil)
+	f, err := startFunction(name, name, s.primary().Name, s.paths[name], s.rie, s.primary().functionEnv(s.Function(name).Endpoint), nil)
 	if err != nil {
 		return 0, 0, 0, err
 	}

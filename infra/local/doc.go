@@ -8,6 +8,12 @@
 // and a free port. Each function reaches moto through its own counting
 // proxy, so that its AWS calls can be counted.
 //
+// The stack runs in one region unless Options.Regions names more: then each
+// region gets its own functions, queues, pollers and admin secret, around the
+// one shared gateway (RegionStack), and invokes are routed by the region of
+// the invoked function, so the same secret name can rotate in two regions
+// against one vendor, as two deployments would.
+//
 // Start returns a running Stack; Stop stops every process it started. With
 // the stack's Env, `aws secretsmanager rotate-secret --secret-id
 // demo/gateway` rotates through the real gateway function, as on AWS, and

@@ -24,7 +24,8 @@ const FunctionNamePrefix = "keyrotor-"
 // Interface Emulator.
 type Function struct {
 	Name         string // the folder under functions/: gateway, iam, revoker, auditor
-	FunctionName string // the name in moto's Lambda (FunctionNamePrefix + Name)
+	Region       string // the region it runs in (its AWS_REGION)
+	FunctionName string // the name in moto's Lambda (FunctionNamePrefix + Name), the same in every region
 	ARN          string // the ARN in moto's Lambda
 	Bootstrap    string // the compiled binary
 	InvokeURL    string // the emulator's invoke endpoint
@@ -48,9 +49,10 @@ func (e *FunctionError) Error() string {
 	return fmt.Sprintf("function %s failed: %s: %s", e.Function, e.Type, e.Message)
 }
 
-// startFunction runs bootstrap under the emulator rieBin on 127.0.0.1 and free
-// ports, with env as its whole environment (plus PATH).
-func startFunction(name, bootstrap, rieBin string, env []string, logs io.Writer) (*Function, error) {
+// startFunction runs bootstrap, function name of region, under the emulator
+// rieBin on 127.0.0.1 and free ports, with env as its whole environment
+// (plus PATH); label names its process in the logs.
+func startFunction(name, label, region, bootstrap, rieBin string, env []string, logs io.Writer) (*Function, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -66,16 +68,16 @@ func startFunction(name, bootstrap, rieBin string, env []string, logs io.Writer)
 		"AWS_LAMBDA_FUNCTION_TIMEOUT=60",
 	}, env...)
 	f := &Function{
-		Name: name, FunctionName: FunctionNamePrefix + name, Bootstrap: bootstrap,
+		Name: name, Region: region, FunctionName: FunctionNamePrefix + name, Bootstrap: bootstrap,
 		InvokeURL: rie.InvokeURL(port),
 		http:      &http.Client{Timeout: 2 * time.Minute},
 	}
-	if f.proc, err = startProcess(name, cmd, logs); err != nil {
+	if f.proc, err = startProcess(label, cmd, logs); err != nil {
 		return nil, err
 	}
 	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), f.proc, 20*time.Second); err != nil {
 		_ = f.proc.stop(time.Second)
-		return nil, fmt.Errorf("start function %s: %w\n%s", name, err, f.proc.logs.String())
+		return nil, fmt.Errorf("start function %s: %w\n%s", label, err, f.proc.logs.String())
 	}
 	return f, nil
 }
@@ -148,19 +150,20 @@ func (f *Function) invoke(ctx context.Context, payload []byte) ([]byte, *Functio
 	return errOut, &FunctionError{Function: f.FunctionName, Type: fe.ErrorType, Message: fe.ErrorMessage}, nil
 }
 
-// lambdaFront serves POST /functions/{name}/invocations for the moto
-// launcher: the one path to each emulator, so that invokes from moto, the
-// SQS poller and the scheduler are queued together.
+// lambdaFront serves POST /regions/{region}/functions/{name}/invocations
+// for the moto launcher: the one path to each emulator, so that invokes from
+// moto, the SQS poller and the scheduler are queued together. fns holds the
+// functions by region/FunctionName.
 func lambdaFront(fns map[string]*Function) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /functions/{name}/invocations", func(w http.ResponseWriter, r *http.Request) {
-		f, ok := fns[r.PathValue("name")]
+	mux.HandleFunc("POST /regions/{region}/functions/{name}/invocations", func(w http.ResponseWriter, r *http.Request) {
+		f, ok := fns[r.PathValue("region")+"/"+r.PathValue("name")]
 		if !ok {
 			w.Header().Set("X-Amz-Function-Error", "Unhandled")
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(map[string]string{
 				"errorType":    "Runtime.NoEmulator",
-				"errorMessage": "the local stack runs no function named " + r.PathValue("name"),
+				"errorMessage": "the local stack runs no function named " + r.PathValue("name") + " in " + r.PathValue("region"),
 			})
 			return
 		}

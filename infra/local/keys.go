@@ -54,15 +54,20 @@ func (s *Stack) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("endpoint", s.Endpoint), slog.String("gateway", s.GatewayURL))
 }
 
-// ReadKey reads the key of secretID's version labelled stage (AWSCURRENT,
-// AWSPREVIOUS), always with an explicit stage (moto's default version can
-// be stale).
+// ReadKey reads a key in the first region, as RegionStack.ReadKey does.
 func (s *Stack) ReadKey(ctx context.Context, secretID, stage string) (KeyVersion, error) {
-	out, err := s.SecretsManager().GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+	return s.primary().ReadKey(ctx, secretID, stage)
+}
+
+// ReadKey reads the key of secretID's version labelled stage (AWSCURRENT,
+// AWSPREVIOUS) in the region, always with an explicit stage (moto's default
+// version can be stale).
+func (r *RegionStack) ReadKey(ctx context.Context, secretID, stage string) (KeyVersion, error) {
+	out, err := r.clients.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
 		SecretId: aws.String(secretID), VersionStage: aws.String(stage),
 	})
 	if err != nil {
-		return KeyVersion{}, fmt.Errorf("read %s of %s: %w", stage, secretID, err)
+		return KeyVersion{}, fmt.Errorf("read %s of %s in %s: %w", stage, secretID, r.Name, err)
 	}
 	var v struct {
 		Key   string `json:"key"`
@@ -125,7 +130,7 @@ func short(id string) string {
 // (their names start with keyrotor.KeyNamePrefix of its identity), oldest
 // first; none when the secret cannot be described.
 func (s *Stack) LiveKeys(secretName string) []gateway.ServerKey {
-	desc, err := s.clients.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretName)})
+	desc, err := s.SecretsManager().DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretName)})
 	if err != nil {
 		return nil
 	}
@@ -146,7 +151,7 @@ func (s *Stack) LiveKeys(secretName string) []gateway.ServerKey {
 // AccessKeyIDs returns the ids of IAM user userName's access keys in moto,
 // sorted.
 func (s *Stack) AccessKeyIDs(ctx context.Context, userName string) ([]string, error) {
-	out, err := s.clients.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(userName)})
+	out, err := s.primary().clients.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(userName)})
 	if err != nil {
 		return nil, fmt.Errorf("list the access keys of %s: %w", userName, err)
 	}

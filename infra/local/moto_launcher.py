@@ -2,13 +2,15 @@
 
 moto cannot run Lambda code without Docker. This launcher replaces moto's
 LambdaFunction.invoke with an HTTP POST of the payload to
-KEYROTOR_LAMBDA_ENDPOINT/functions/<function name>/invocations, which the
-local stack (infra/local) serves: it queues invokes per function and hands
-them to that function's Lambda Runtime Interface Emulator, where the real
-bootstrap runs. Then `aws lambda invoke` and `aws secretsmanager
+KEYROTOR_LAMBDA_ENDPOINT/regions/<region>/functions/<function name>/invocations,
+which the local stack (infra/local) serves: it queues invokes per function
+and hands them to that function's Lambda Runtime Interface Emulator, where
+the real bootstrap runs. The region is the invoked function's (moto keeps
+one Lambda per region, as AWS does), so a rotation in eu-west-1 runs
+eu-west-1's function. Then `aws lambda invoke` and `aws secretsmanager
 rotate-secret` reach the compiled functions, as on AWS.
 
-Four moto deviations are corrected for rotation:
+Five moto deviations are corrected for rotation:
 - RotateSecret without RotationLambdaARN uses the function already configured
   on the secret (moto would forget it and "rotate" to an empty version).
 - A step that fails (the function answers with errorType) ends the rotation:
@@ -21,21 +23,37 @@ Four moto deviations are corrected for rotation:
 - RotateImmediately=false leaves no AWSPENDING version behind: Secrets
   Manager labels a version for its testSecret and removes it afterwards; moto
   kept it, which blocked every later rotation.
+- Every version keeps the time it was created: ListSecretVersionIds answered
+  CreatedDate = now for every version (so `keyrotor status` saw every
+  rotation start "0s ago" and every grace period end in the future). It now
+  returns each version's creation time, as GetSecretValue does, the secret's
+  ARN (moto gave its name), and leaves out versions without staging labels
+  unless IncludeDeprecated is true, as AWS does.
+
+Secrets Manager's clock can be moved for tests: POST /moto-api/keyrotor/clock
+with {"offset_seconds": N} makes every date Secrets Manager records from then
+on (version and secret creation, rotation, deletion) N seconds off the real
+time; GET answers the current offset. Dates already recorded keep their
+value, so a test can create versions "an hour ago" and read them now.
 
 Usage: python3 moto_launcher.py -H 127.0.0.1 -p PORT (moto_server's flags).
 """
 
 import base64
+import datetime
 import json
 import os
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
 from moto.awslambda import models as lambda_models
+from moto.moto_api._internal import urls as moto_api_urls
 from moto.secretsmanager import models as sm_models
-from moto.secretsmanager.exceptions import InvalidRequestException
+from moto.secretsmanager import responses as sm_responses
+from moto.secretsmanager.exceptions import InvalidRequestException, SecretNotFoundException
 import moto.server
 
 ENDPOINT = os.environ["KEYROTOR_LAMBDA_ENDPOINT"].rstrip("/")
@@ -44,14 +62,14 @@ TIMEOUT = float(os.environ.get("KEYROTOR_INVOKE_TIMEOUT", "120"))
 _rotation = threading.local()
 
 
-def _post(function_name, body):
+def _post(region, function_name, body):
     """POSTs body to the function; returns (payload bytes, error type or None)."""
     if body is None:
         body = b"{}"
     if isinstance(body, str):
         body = body.encode("utf-8")
     req = urllib.request.Request(
-        ENDPOINT + "/functions/" + function_name + "/invocations",
+        ENDPOINT + "/regions/" + region + "/functions/" + function_name + "/invocations",
         data=body or b"{}",
         method="POST",
         headers={"Content-Type": "application/json"},
@@ -72,7 +90,7 @@ def _post(function_name, body):
 
 
 def invoke(self, body, request_headers, response_headers):
-    payload, error_type = _post(self.function_name, body)
+    payload, error_type = _post(self.region, self.function_name, body)
     if error_type:
         if getattr(_rotation, "active", False):
             step = "?"
@@ -142,9 +160,71 @@ def to_dict(self):
     return dct
 
 
+class _Clock:
+    """Secrets Manager's clock: the real time plus an offset set by tests.
+
+    It replaces the time module inside moto's Secrets Manager models, which
+    read only time.time() from it (and utcnow, patched below)."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def time(self):
+        return time.time() + self.offset
+
+    def utcnow(self):
+        return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(seconds=self.offset)
+
+
+clock = _Clock()
+
+
+def clock_response(request, full_url, headers):
+    """POST {"offset_seconds": N} (a JSON body, or a query parameter) sets
+    the offset; GET answers it."""
+    if request.method == "POST":
+        try:
+            offset = request.args.get("offset_seconds")
+            if offset is None:
+                offset = json.loads(request.get_data() or b"{}")["offset_seconds"]
+            offset = float(offset)
+        except (KeyError, TypeError, ValueError) as e:
+            return 400, {"Content-Type": "application/json"}, json.dumps({"error": "want {\"offset_seconds\": N}: %s" % e})
+        clock.offset = offset
+    return 200, {"Content-Type": "application/json"}, json.dumps({"offset_seconds": clock.offset})
+
+
+def list_secret_version_ids(self, secret_id, include_deprecated=False):
+    if not self._is_valid_identifier(secret_id):
+        raise SecretNotFoundException()
+    secret = self.secrets[secret_id]
+    versions = []
+    for version_id, version in secret.versions.items():
+        if not version["version_stages"] and not include_deprecated:
+            continue
+        versions.append({
+            "CreatedDate": version["createdate"],
+            "VersionId": version_id,
+            "VersionStages": list(version["version_stages"]),
+        })
+    return json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions})
+
+
+def list_secret_version_ids_response(self):
+    return self.backend.list_secret_version_ids(
+        secret_id=self._get_param("SecretId", if_none=""),
+        include_deprecated=bool(self._get_param("IncludeDeprecated", if_none=False)),
+    )
+
+
 lambda_models.LambdaFunction.invoke = invoke
 sm_models.SecretsManagerBackend.rotate_secret = rotate_secret
 sm_models.FakeSecret.to_dict = to_dict
+sm_models.SecretsManagerBackend.list_secret_version_ids = list_secret_version_ids
+sm_responses.SecretsManagerResponse.list_secret_version_ids = list_secret_version_ids_response
+sm_models.time = clock
+sm_models.utcnow = clock.utcnow
+moto_api_urls.url_paths["{0}/moto-api/keyrotor/clock"] = clock_response
 
 if __name__ == "__main__":
     moto.server.main(sys.argv[1:])

@@ -72,7 +72,7 @@ func queues(t *testing.T, maxReceive int) (*sqs.Client, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": queueARN("dlq"), "maxReceiveCount": strconv.Itoa(maxReceive)})
+	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": queueARN(Region, "dlq"), "maxReceiveCount": strconv.Itoa(maxReceive)})
 	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("q"), Attributes: map[string]string{
 		"VisibilityTimeout": "1", "RedrivePolicy": string(redrive),
 	}})
@@ -102,7 +102,7 @@ func TestPollerDeletesOnlyHandledAndRedrives(t *testing.T) {
 	c, url, dlq := queues(t, 2)
 	send(t, c, url, "ok1", "ok2", "ok3", "fail")
 	fn := &fakeFunction{}
-	p := &Poller{SQS: c, QueueURL: url, QueueARN: queueARN("q"), Region: Region, Function: fn, BatchSize: 3, WaitTime: time.Second}
+	p := &Poller{SQS: c, QueueURL: url, QueueARN: queueARN(Region, "q"), Region: Region, Function: fn, BatchSize: 3, WaitTime: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
@@ -150,7 +150,7 @@ func TestPollerKeepsBatchOnInvokeError(t *testing.T) {
 	c, url, _ := queues(t, 5)
 	send(t, c, url, "a", "b")
 	fn := &fakeFunction{err: errors.New("function crashed")}
-	p := &Poller{SQS: c, QueueURL: url, QueueARN: queueARN("q"), Region: Region, Function: fn, BatchSize: 10, WaitTime: time.Second}
+	p := &Poller{SQS: c, QueueURL: url, QueueARN: queueARN(Region, "q"), Region: Region, Function: fn, BatchSize: 10, WaitTime: time.Second}
 	ctx := context.Background()
 	for p.Stats().Received < 2 {
 		_ = p.PollOnce(ctx)

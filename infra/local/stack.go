@@ -33,8 +33,9 @@ import (
 //go:embed moto_launcher.py
 var motoLauncher []byte
 
-// Region and credentials of the stack (moto accepts any credentials; its
-// account is 123456789012).
+// Region is the stack's region unless Options.Regions names others; the
+// credentials are the stack's (moto accepts any credentials; its account is
+// 123456789012).
 const (
 	Region          = "us-east-1"
 	AccessKeyID     = "testing"
@@ -87,6 +88,13 @@ type Options struct {
 	Functions []string
 	// NoDemoSecrets skips demo/gateway and demo/iam.
 	NoDemoSecrets bool
+	// Regions are the regions the stack runs its functions, queues and
+	// pollers in, each as a deployment of the template would (default:
+	// Region only). The first is the stack's own: the demo secrets, Env's
+	// AWS_REGION and the Stack's fields and methods are in it; the others
+	// are reached with InRegion. Every region costs one emulator per
+	// function.
+	Regions []string
 	// LogLevel is the functions' LOG_LEVEL (default info).
 	LogLevel string
 	// Logs receives every process's output, line by line, prefixed with its
@@ -120,10 +128,17 @@ func (o *Options) defaults() error {
 	if o.LogLevel == "" {
 		o.LogLevel = "info"
 	}
+	regions, err := checkRegions(o.Regions)
+	if err != nil {
+		return err
+	}
+	o.Regions = regions
 	return nil
 }
 
-// Stack is a running local stack. Every server listens on 127.0.0.1.
+// Stack is a running local stack. Every server listens on 127.0.0.1. Its
+// queue, function and poller fields are those of its first region (see
+// InRegion for the others).
 type Stack struct {
 	// Endpoint is moto's URL: AWS_ENDPOINT_URL for clients of the stack.
 	Endpoint string
@@ -135,42 +150,40 @@ type Stack struct {
 	GatewayFaults *gateway.FaultInjector
 	// QueueURL and DLQURL are the revocation queue and its dead-letter queue.
 	QueueURL, DLQURL string
-	// Functions are the running functions, by name (gateway, iam, revoker,
-	// and auditor when it exists).
+	// Functions are the first region's running functions, by name (gateway,
+	// iam, revoker, and auditor when it exists).
 	Functions map[string]*Function
-	// Revocations is the revoker's event-source poller.
+	// Revocations is the first region's revoker poller.
 	Revocations *Poller
 	// WorkDir holds the binaries; Stop removes it.
 	WorkDir string
 
 	opts       Options
 	adminToken string
-	aws        aws.Config
-	clients    clients // built once over aws
+	regions    []*RegionStack // Options.Regions, in order
 	moto       *process
-	counters   map[string]*apiCounter // by function: its own counting proxy to moto
 	rie        string
 	paths      map[string]string // the built bootstraps by function
 	servers    []*http.Server
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
-	audits     chan struct{}
 
 	stopOnce sync.Once
 	stopErr  error
 }
 
 // Start builds the functions for this machine and starts the stack: moto
-// behind the launcher, one emulator per function, the reference gateway, the
-// revoker's poller and the auditor's schedule; it registers the role, the
-// functions, the queues and the secrets in moto and, unless NoDemoSecrets,
-// creates demo/gateway and demo/iam and rotates each once (their first key).
+// behind the launcher, the reference gateway and, in each region, one
+// emulator per function, the revoker's poller and the auditor's schedule; it
+// registers the role, the functions, the queues and the gateway's admin
+// secret in moto and, unless NoDemoSecrets, creates demo/gateway and
+// demo/iam in the first region and rotates each once (their first key).
 // On error everything started is stopped. ctx bounds the start only.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Stack{opts: opts, Functions: map[string]*Function{}, audits: make(chan struct{}, 1)}
+	s := &Stack{opts: opts}
 	if s.WorkDir, err = os.MkdirTemp("", "keyrotor-local-"); err != nil {
 		return nil, fmt.Errorf("start the local stack: %w", err)
 	}
@@ -216,15 +229,20 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.startMoto(frontURL); err != nil {
 		return nil, err
 	}
-	if s.aws, err = awsConfig(ctx, s.Endpoint); err != nil {
-		return nil, err
+	for _, name := range opts.Regions {
+		r, err := newRegionStack(ctx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		s.regions = append(s.regions, r)
 	}
-	s.clients = newClients(s.aws)
 	if err := s.startGateway(); err != nil {
 		return nil, err
 	}
-	if err := s.createQueues(ctx); err != nil {
-		return nil, err
+	for _, r := range s.regions {
+		if err := r.createQueues(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	b := <-built
@@ -233,39 +251,24 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, b.err
 	}
 	s.rie, s.paths = rie, b.paths
-	s.counters = map[string]*apiCounter{}
-	for _, n := range names {
-		c, err := newAPICounter(s.Endpoint)
-		if err != nil {
+	for _, r := range s.regions {
+		if err := r.startFunctions(names); err != nil {
 			return nil, err
 		}
-		endpoint, err := s.serve(c)
-		if err != nil {
-			return nil, err
-		}
-		s.counters[n] = c
-		f, err := startFunction(n, b.paths[n], rie, s.functionEnv(endpoint), opts.Logs)
-		if err != nil {
-			return nil, err
-		}
-		f.Endpoint = endpoint
-		s.Functions[n] = f
 	}
-	front.set(s.Functions)
+	first := s.primary()
+	s.Functions, s.QueueURL, s.DLQURL = first.Functions, first.QueueURL, first.DLQURL
+	front.set(s.regions)
 	if err := s.registerFunctions(ctx); err != nil {
 		return nil, err
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	if rev, ok := s.Functions["revoker"]; ok {
-		s.Revocations = &Poller{
-			SQS: s.clients.sqs, QueueURL: s.QueueURL, QueueARN: queueARN(QueueName), Region: Region,
-			Function: rev, BatchSize: opts.BatchSize, WaitTime: 2 * time.Second, Logger: s.logger(),
-		}
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.Revocations.Run(runCtx) }()
+	for _, r := range s.regions {
+		r.run(runCtx)
 	}
+	s.Revocations = first.Revocations
 
 	if !opts.NoDemoSecrets {
 		if _, err := s.CreateGatewaySecret(ctx, DemoGatewaySecret, opts.GracePeriod); err != nil {
@@ -279,9 +282,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	// The auditor's schedule starts once the demo secrets are rotated, so
 	// that its first run does not see their first rotation in progress.
-	if aud, ok := s.Functions["auditor"]; ok {
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.schedule(runCtx, aud) }()
+	for _, r := range s.regions {
+		r.runAudits(runCtx)
 	}
 	return s, nil
 }
@@ -323,22 +325,60 @@ func (s *Stack) serve(h http.Handler) (string, error) {
 }
 
 func (s *Stack) startMoto(frontURL string) error {
-	launcher := filepath.Join(s.WorkDir, "moto_launcher.py")
+	var err error
+	s.moto, s.Endpoint, err = startLauncher(s.WorkDir, frontURL, s.opts.Logs)
+	return err
+}
+
+// startLauncher writes the moto launcher into workDir and starts it on
+// 127.0.0.1 and a free port, forwarding Lambda invokes to lambdaEndpoint; it
+// returns the process and moto's URL once moto answers.
+func startLauncher(workDir, lambdaEndpoint string, logs io.Writer) (*process, string, error) {
+	launcher := filepath.Join(workDir, "moto_launcher.py")
 	if err := os.WriteFile(launcher, motoLauncher, 0o644); err != nil {
-		return fmt.Errorf("write the moto launcher: %w", err)
+		return nil, "", fmt.Errorf("write the moto launcher: %w", err)
 	}
 	port, err := freePort()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	cmd := exec.Command("python3", launcher, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.Env = append(os.Environ(), "KEYROTOR_LAMBDA_ENDPOINT="+frontURL)
-	if s.moto, err = startProcess("moto", cmd, s.opts.Logs); err != nil {
-		return err
+	cmd.Env = append(os.Environ(), "KEYROTOR_LAMBDA_ENDPOINT="+lambdaEndpoint)
+	p, err := startProcess("moto", cmd, logs)
+	if err != nil {
+		return nil, "", err
 	}
-	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitHTTP(s.Endpoint+"/moto-api/", s.moto, 30*time.Second); err != nil {
-		return fmt.Errorf("start moto: %w\n%s", err, s.moto.logs.String())
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitHTTP(endpoint+"/moto-api/", p, 30*time.Second); err != nil {
+		_ = p.stop(time.Second)
+		return nil, "", fmt.Errorf("start moto: %w\n%s", err, p.logs.String())
+	}
+	return p, endpoint, nil
+}
+
+// SetClockOffset moves the clock of the stack's Secrets Manager offset away
+// from the real time: the dates it records from now on (version and secret
+// creation, rotation) are offset off. Dates already recorded keep their
+// value, so a test can create versions "an hour ago" (offset -1h), set the
+// offset back to 0 and read them as AWS would show them an hour later. The
+// functions and the CLI keep the real clock.
+func (s *Stack) SetClockOffset(ctx context.Context, offset time.Duration) error {
+	return setClockOffset(ctx, s.Endpoint, offset)
+}
+
+func setClockOffset(ctx context.Context, endpoint string, offset time.Duration) error {
+	url := fmt.Sprintf("%s/moto-api/keyrotor/clock?offset_seconds=%g", endpoint, offset.Seconds())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return fmt.Errorf("set the Secrets Manager clock: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("set the Secrets Manager clock: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("set the Secrets Manager clock: moto answered %s", resp.Status)
 	}
 	return nil
 }
@@ -352,100 +392,88 @@ func (s *Stack) startGateway() error {
 	return err
 }
 
-// functionEnv is the environment of a function whose AWS calls go to
-// endpoint (the emulator adds its own AWS_LAMBDA_* variables).
-func (s *Stack) functionEnv(endpoint string) []string {
-	return []string{
-		"AWS_ENDPOINT_URL=" + endpoint,
-		"AWS_REGION=" + Region,
-		"AWS_DEFAULT_REGION=" + Region,
-		"AWS_ACCESS_KEY_ID=" + AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + SecretAccessKey,
-		"REVOCATION_QUEUE_URL=" + s.QueueURL,
-		"GRACE_PERIOD=" + s.opts.GracePeriod.String(),
-		"GATEWAY_API_BASE_URL=" + s.GatewayURL,
-		"MAX_REVOCATION_DELAY=" + s.opts.MaxRevocationDelay.String(),
-		"METRICS_NAMESPACE=KeyRotation",
-		"LOG_LEVEL=" + s.opts.LogLevel,
-	}
-}
+// primary is the stack's first region.
+func (s *Stack) primary() *RegionStack { return s.regions[0] }
 
-// schedule invokes the auditor now and then every AuditInterval (or when
-// RunAudit asks), as an EventBridge schedule would.
-func (s *Stack) schedule(ctx context.Context, f *Function) {
-	t := time.NewTicker(s.opts.AuditInterval)
-	defer t.Stop()
-	for {
-		ev := fmt.Sprintf(`{"version":"0","id":"%s","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"%s","region":"%s","resources":["arn:aws:events:%s:123456789012:rule/keyrotor-audit"],"detail":{}}`,
-			newUUID(), time.Now().UTC().Format(time.RFC3339), Region, Region)
-		if _, err := f.Invoke(ctx, []byte(ev)); err != nil && ctx.Err() == nil {
-			s.logger().Warn("scheduled audit failed", "error", err.Error())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.audits:
+// InRegion returns the part of the stack in region, or nil when the stack
+// does not run in it (Options.Regions).
+func (s *Stack) InRegion(region string) *RegionStack {
+	for _, r := range s.regions {
+		if r.Name == region {
+			return r
 		}
 	}
+	return nil
 }
 
-// RunAudit asks the scheduler to invoke the auditor now. It returns false if
-// the stack runs no auditor.
-func (s *Stack) RunAudit() bool {
-	if _, ok := s.Functions["auditor"]; !ok {
-		return false
+// Regions returns the regions the stack runs in, the first one first.
+func (s *Stack) Regions() []string {
+	out := make([]string, len(s.regions))
+	for i, r := range s.regions {
+		out[i] = r.Name
 	}
-	select {
-	case s.audits <- struct{}{}:
-	default:
-	}
-	return true
+	return out
 }
 
-// Config returns an AWS configuration for the stack's moto (one attempt per
-// call: moto answers unimplemented actions with 500).
-func (s *Stack) Config() aws.Config { return s.aws.Copy() }
+// RunAudit asks the first region's scheduler to invoke the auditor now. It
+// returns false if the stack runs no auditor.
+func (s *Stack) RunAudit() bool { return s.primary().RunAudit() }
 
-// SecretsManager returns a Secrets Manager client for moto.
-func (s *Stack) SecretsManager() *secretsmanager.Client { return s.clients.sm }
+// Config returns an AWS configuration for the stack's moto in its first
+// region (one attempt per call: moto answers unimplemented actions with
+// 500).
+func (s *Stack) Config() aws.Config { return s.primary().Config() }
+
+// SecretsManager returns a Secrets Manager client for moto in the first
+// region.
+func (s *Stack) SecretsManager() *secretsmanager.Client { return s.primary().SecretsManager() }
 
 // Options returns the options the stack runs with, defaults filled in.
 func (s *Stack) Options() Options { return s.opts }
 
-// Function returns the function name runs as, or nil.
+// Function returns the first region's function name, or nil.
 func (s *Stack) Function(name string) *Function { return s.Functions[name] }
 
-// APICalls returns the AWS API calls the functions made so far.
+// APICalls returns the AWS API calls the functions of every region made so
+// far.
 func (s *Stack) APICalls() APICalls {
 	out := APICalls{}
-	for _, c := range s.counters {
-		for k, v := range c.snapshot() {
-			out[k] += v
+	for _, r := range s.regions {
+		for _, c := range r.counters {
+			for k, v := range c.snapshot() {
+				out[k] += v
+			}
 		}
 	}
 	return out
 }
 
-// FunctionAPICalls returns the AWS API calls function name made so far.
+// FunctionAPICalls returns the AWS API calls the first region's function
+// name made so far.
 func (s *Stack) FunctionAPICalls(name string) APICalls {
-	c, ok := s.counters[name]
+	c, ok := s.primary().counters[name]
 	if !ok {
 		return APICalls{}
 	}
 	return c.snapshot()
 }
 
-// Metrics returns the metric values every function printed as EMF so far.
+// Metrics returns the metric values every function of every region printed
+// as EMF so far.
 func (s *Stack) Metrics() []MetricRecord {
 	var out []MetricRecord
-	for _, n := range s.functionNames() {
-		out = append(out, ParseEMF(n, s.Functions[n].Logs())...)
+	for _, r := range s.regions {
+		for _, n := range s.functionNames() {
+			if f, ok := r.Functions[n]; ok {
+				out = append(out, ParseEMF(n, f.Logs())...)
+			}
+		}
 	}
 	return out
 }
 
-// FunctionNames returns the names of the running functions, sorted.
+// FunctionNames returns the names of the running functions, sorted (every
+// region runs the same).
 func (s *Stack) FunctionNames() []string { return s.functionNames() }
 
 func (s *Stack) functionNames() []string {
@@ -461,7 +489,10 @@ func (s *Stack) functionNames() []string {
 type EnvVar struct{ Name, Value string }
 
 // Env returns what points an AWS CLI or SDK (and keyrotor's CLI) at the
-// stack: AWS_ENDPOINT_URL and credentials, the gateway URL and the queues.
+// stack: AWS_ENDPOINT_URL and credentials, the gateway URL, the queues and
+// the functions' ARNs of the first region and, when the stack runs in more
+// regions, KEYROTOR_REGIONS and the other regions' queues and ARNs, suffixed
+// with the region (KEYROTOR_REVOCATION_QUEUE_URL_EU_WEST_1).
 func (s *Stack) Env() []EnvVar {
 	env := []EnvVar{
 		{"AWS_ENDPOINT_URL", s.Endpoint},
@@ -475,6 +506,19 @@ func (s *Stack) Env() []EnvVar {
 	}
 	for _, n := range s.functionNames() {
 		env = append(env, EnvVar{"KEYROTOR_" + strings.ToUpper(n) + "_FUNCTION_ARN", s.Functions[n].ARN})
+	}
+	if len(s.regions) == 1 {
+		return env
+	}
+	env = append(env, EnvVar{"KEYROTOR_REGIONS", strings.Join(s.Regions(), ",")})
+	for _, r := range s.regions[1:] {
+		suffix := "_" + strings.ToUpper(strings.ReplaceAll(r.Name, "-", "_"))
+		env = append(env,
+			EnvVar{"KEYROTOR_REVOCATION_QUEUE_URL" + suffix, r.QueueURL},
+			EnvVar{"KEYROTOR_REVOCATION_DLQ_URL" + suffix, r.DLQURL})
+		for _, n := range s.functionNames() {
+			env = append(env, EnvVar{"KEYROTOR_" + strings.ToUpper(n) + "_FUNCTION_ARN" + suffix, r.Functions[n].ARN})
+		}
 	}
 	return env
 }
@@ -509,16 +553,18 @@ func (s *Stack) Stop() error {
 		// Functions first, so that a rotation in flight ends; moto last.
 		var mu sync.Mutex
 		var wg sync.WaitGroup
-		for _, f := range s.Functions {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := f.proc.stop(3 * time.Second); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}()
+		for _, r := range s.regions {
+			for _, f := range r.Functions {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := f.proc.stop(3 * time.Second); err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+				}()
+			}
 		}
 		wg.Wait()
 		s.wg.Wait()
@@ -551,8 +597,12 @@ func (s *Stack) PIDs() []int {
 	if s.moto != nil {
 		out = append(out, s.moto.pgid)
 	}
-	for _, n := range s.functionNames() {
-		out = append(out, s.Functions[n].proc.pgid)
+	for _, r := range s.regions {
+		for _, n := range s.functionNames() {
+			if f, ok := r.Functions[n]; ok {
+				out = append(out, f.proc.pgid)
+			}
+		}
 	}
 	return out
 }
@@ -582,10 +632,12 @@ type frontHandler struct {
 	h  http.Handler
 }
 
-func (f *frontHandler) set(fns map[string]*Function) {
+func (f *frontHandler) set(regions []*RegionStack) {
 	byName := map[string]*Function{}
-	for _, fn := range fns {
-		byName[fn.FunctionName] = fn
+	for _, r := range regions {
+		for _, fn := range r.Functions {
+			byName[r.Name+"/"+fn.FunctionName] = fn
+		}
 	}
 	f.mu.Lock()
 	f.h = lambdaFront(byName)
@@ -619,9 +671,9 @@ func newClients(cfg aws.Config) clients {
 	}
 }
 
-func awsConfig(ctx context.Context, endpoint string) (aws.Config, error) {
+func awsConfig(ctx context.Context, endpoint, region string) (aws.Config, error) {
 	cfg, err := config.LoadDefaultConfig(ctx,
-		config.WithRegion(Region),
+		config.WithRegion(region),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, "")),
 		config.WithBaseEndpoint(endpoint),
 		config.WithRetryMaxAttempts(1),
@@ -648,5 +700,3 @@ func newUUID() string {
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
-
-func queueARN(name string) string { return "arn:aws:sqs:" + Region + ":123456789012:" + name }

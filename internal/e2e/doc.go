@@ -10,5 +10,7 @@
 // concurrent rotations), the zero-downtime test (an application simulator
 // reading the key through package client while rotations run), and checks
 // of the demo and of the stack's own promises (no process left, no key
-// printed). They are skipped with -short.
+// printed). The tests that need two regions (the same secret name rotating
+// in two regions against one shared gateway) start a second, two-region
+// stack on first use. They are skipped with -short.
 package e2e

@@ -52,22 +52,35 @@ func TestMain(m *testing.M) {
 	}
 	cancel()
 	code := m.Run()
-	if stack != nil {
-		// Stop must leave no process behind: every process group the stack
-		// started (moto, the emulators and their bootstraps) must be gone.
-		pids := stack.PIDs()
-		if err := stack.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop the local stack:", err)
-			code = 1
-		}
-		for _, pgid := range pids {
-			if err := syscall.Kill(-pgid, 0); !errors.Is(err, syscall.ESRCH) {
-				fmt.Fprintf(os.Stderr, "process group %d is still alive after Stop (kill 0: %v)\n", pgid, err)
-				code = 1
-			}
-		}
+	if !stopChecked("the two-region stack", twoRegions.stack) {
+		code = 1
+	}
+	if !stopChecked("the local stack", stack) {
+		code = 1
 	}
 	os.Exit(code)
+}
+
+// stopChecked stops s (if it started) and reports whether it stopped
+// leaving no process behind: every process group it started (moto, the
+// emulators and their bootstraps) must be gone.
+func stopChecked(what string, s *local.Stack) bool {
+	if s == nil {
+		return true
+	}
+	ok := true
+	pids := s.PIDs()
+	if err := s.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "stop %s: %v\n", what, err)
+		ok = false
+	}
+	for _, pgid := range pids {
+		if err := syscall.Kill(-pgid, 0); !errors.Is(err, syscall.ESRCH) {
+			fmt.Fprintf(os.Stderr, "process group %d of %s is still alive after Stop (kill 0: %v)\n", pgid, what, err)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // needStack skips under -short and fails when the stack did not start.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor/client"
@@ -360,9 +361,27 @@ func TestAWSCLIRotatesThreeTimes(t *testing.T) {
 
 // TestIAMRotation rotates demo/iam (created by the stack) through the real
 // IAM function: a new access key becomes AWSCURRENT and the old one is
-// deleted after the grace period.
+// deleted after the grace period. The stack bound the user to the secret
+// (IAM tag keyrotor:secret = the secret's ARN).
 func TestIAMRotation(t *testing.T) {
 	s := needStack(t)
+	d, err := s.SecretsManager().DescribeSecret(ctx(t), &secretsmanager.DescribeSecretInput{SecretId: aws.String(local.DemoIAMSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := iam.NewFromConfig(s.Config()).ListUserTags(ctx(t), &iam.ListUserTagsInput{UserName: aws.String(local.DemoIAMUser)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := ""
+	for _, tag := range tags.Tags {
+		if aws.ToString(tag.Key) == local.TagBoundSecret {
+			bound = aws.ToString(tag.Value)
+		}
+	}
+	if bound != aws.ToString(d.ARN) {
+		t.Errorf("IAM user %s: tag %s = %q, want the ARN of %s, %s", local.DemoIAMUser, local.TagBoundSecret, bound, local.DemoIAMSecret, aws.ToString(d.ARN))
+	}
 	old := key(t, local.DemoIAMSecret, "AWSCURRENT")
 	rotate(t, local.DemoIAMSecret)
 	cur := key(t, local.DemoIAMSecret, "AWSCURRENT")

@@ -133,7 +133,8 @@ func newStack(t *testing.T) *stack {
 	}
 	s.queueURL = aws.ToString(q.QueueUrl)
 	if _, err := s.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("keyrotor/admin/gateway"),
-		SecretString: aws.String(fmt.Sprintf(`{"key":%q}`, adminToken))}); err != nil {
+		SecretString: aws.String(fmt.Sprintf(`{"key":%q}`, adminToken)),
+		Tags:         []smtypes.Tag{{Key: aws.String("keyrotor:admin-for"), Value: aws.String("*")}}}); err != nil {
 		t.Fatal(err)
 	}
 	awsProxy := startProxy(t, "aws", s.moto.URL, s.plan)
@@ -167,16 +168,20 @@ func (s *stack) gatewaySecret(name string, tags map[string]string) gateway.Creat
 	return k
 }
 
-func (s *stack) createSecret(name, value string, tags map[string]string) {
+// createSecret creates a secret tagged keyrotor:managed=true (unless tags
+// say otherwise) and returns its ARN.
+func (s *stack) createSecret(name, value string, tags map[string]string) string {
 	s.t.Helper()
 	in := &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)}
 	tags = mergeTags(map[string]string{"keyrotor:managed": "true"}, tags)
 	for k, v := range tags {
 		in.Tags = append(in.Tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
-	if _, err := s.sm.CreateSecret(context.Background(), in); err != nil {
+	out, err := s.sm.CreateSecret(context.Background(), in)
+	if err != nil {
 		s.t.Fatal(err)
 	}
+	return aws.ToString(out.ARN)
 }
 
 func mergeTags(a, b map[string]string) map[string]string {

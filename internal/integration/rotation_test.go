@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -88,7 +89,11 @@ func TestIAMRotation(t *testing.T) {
 	}
 	oldID, oldSecret := aws.ToString(k.AccessKey.AccessKeyId), aws.ToString(k.AccessKey.SecretAccessKey)
 	const secret = "prod/payments/aws-key"
-	s.createSecret(secret, fmt.Sprintf(`{"provider":"iam","key":%q,"key_id":%q,"user_name":%q}`, oldSecret, oldID, user), map[string]string{"keyrotor:grace-period": "1s"})
+	arn := s.createSecret(secret, fmt.Sprintf(`{"provider":"iam","key":%q,"key_id":%q,"user_name":%q}`, oldSecret, oldID, user), map[string]string{"keyrotor:grace-period": "1s"})
+	// The user is bound to the secret that rotates it.
+	if _, err := s.iam.TagUser(ctx, &iam.TagUserInput{UserName: aws.String(user), Tags: []iamtypes.Tag{{Key: aws.String("keyrotor:secret"), Value: aws.String(arn)}}}); err != nil {
+		t.Fatal(err)
+	}
 
 	s.rotate(fn, secret, tok(1))
 	cur, prev := s.read(secret, "AWSCURRENT"), s.read(secret, "AWSPREVIOUS")

@@ -87,7 +87,7 @@ func rotateAtVendor(t *testing.T, v vendorCase) {
 	revoker := s.function("revoker", urlEnv)
 
 	adminID := "keyrotor/admin/" + v.provider
-	s.createSecret(adminID, v.admin, map[string]string{"keyrotor:managed": "false"})
+	s.createSecret(adminID, v.admin, map[string]string{"keyrotor:managed": "false", "keyrotor:admin-for": "prod/*"})
 	secret := "prod/payments/" + v.provider + "-key"
 	s.createSecret(secret, v.initial(adminID), map[string]string{"keyrotor:grace-period": "1s"})
 	old := s.read(secret, "AWSCURRENT")
