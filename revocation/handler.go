@@ -2,6 +2,8 @@ package revocation
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,7 +12,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/metrics"
 	"github.com/keyrotor/keyrotor/providers"
 )
@@ -23,6 +27,14 @@ const (
 	MetricFailed             = "RevocationsFailed"
 	MetricOldKeyInUse        = "OldKeyInUse"
 	MetricVendorAuthFailures = "VendorAuthFailures"
+	// MetricRefused counts messages the revoker would not act on because
+	// nothing proves the key is this secret's superseded key: the old
+	// version does not hold it, it is an admin credential, its owner is not
+	// bound to the secret. A forged or stale message, or a binding missing.
+	MetricRefused = "RevocationsRefused"
+	// MetricAbandoned counts revocations whose rotation was abandoned before
+	// it finished: the key they name is still live (it is AWSCURRENT).
+	MetricAbandoned = "RevocationsAbandoned"
 )
 
 // DefaultMaxDelay is how long past not_before a revocation may be deferred
@@ -31,6 +43,11 @@ const DefaultMaxDelay = 24 * time.Hour
 
 // DefaultDeferInterval is the wait before a deferred revocation is looked at again.
 const DefaultDeferInterval = 5 * time.Minute
+
+// DefaultUnfinishedRetry is the wait before a message whose rotation has not
+// finished yet (an emergency's grace-0 message is visible before finishSecret
+// moves the label) is looked at again.
+const DefaultUnfinishedRetry = 30 * time.Second
 
 // SecretsManager is the subset of the Secrets Manager API the revoker calls.
 // The revoker never writes to a secret.
@@ -46,11 +63,12 @@ type Sender interface {
 
 // Options tune a Handler. The zero value is usable.
 type Options struct {
-	MaxDelay      time.Duration // default DefaultMaxDelay
-	DeferInterval time.Duration // default DefaultDeferInterval
-	Now           func() time.Time
-	Logger        *slog.Logger
-	Metrics       *metrics.EMF
+	MaxDelay        time.Duration // default DefaultMaxDelay
+	DeferInterval   time.Duration // default DefaultDeferInterval
+	UnfinishedRetry time.Duration // default DefaultUnfinishedRetry
+	Now             func() time.Time
+	Logger          *slog.Logger
+	Metrics         *metrics.EMF
 }
 
 // Handler is the revoker's SQS handler.
@@ -70,6 +88,9 @@ func NewHandler(sm SecretsManager, queue Sender, ps map[string]providers.Provide
 	if opts.DeferInterval <= 0 {
 		opts.DeferInterval = DefaultDeferInterval
 	}
+	if opts.UnfinishedRetry <= 0 {
+		opts.UnfinishedRetry = DefaultUnfinishedRetry
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -81,18 +102,52 @@ func NewHandler(sm SecretsManager, queue Sender, ps map[string]providers.Provide
 
 // Handle processes a batch. Each message that could not be dealt with is
 // returned in BatchItemFailures; the others are acknowledged.
+//
+// Messages that only wait for their not_before (a re-send) go first, and each
+// other message gets its own share of the time left, so that one slow vendor
+// cannot use up the batch's budget and send other vendors' messages to the
+// dead-letter queue.
 func (h *Handler) Handle(ctx context.Context, e events.SQSEvent) (events.SQSEventResponse, error) {
 	// Stop a second before the Lambda deadline, so that a hanging vendor
 	// fails its own message instead of timing out the whole batch.
 	ctx, cancel := beforeDeadline(ctx, time.Second)
 	defer cancel()
+	now := h.opts.Now()
+	recs := slices.Clone(e.Records)
+	waiting := func(rec events.SQSMessage) bool {
+		m, err := Decode(rec.Body)
+		return err == nil && now.Before(m.NotBefore)
+	}
+	slices.SortStableFunc(recs, func(a, b events.SQSMessage) int {
+		wa, wb := waiting(a), waiting(b)
+		switch {
+		case wa && !wb:
+			return -1
+		case wb && !wa:
+			return 1
+		}
+		return 0
+	})
 	var resp events.SQSEventResponse
-	for _, rec := range e.Records {
-		if err := h.handleOne(ctx, rec); err != nil {
+	for i, rec := range recs {
+		mctx, mcancel := shareOf(ctx, len(recs)-i)
+		err := h.handleOne(mctx, rec)
+		mcancel()
+		if err != nil {
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
 		}
 	}
 	return resp, nil
+}
+
+// shareOf returns a context whose deadline gives this message an equal share
+// of the time left to the n messages still to handle.
+func shareOf(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok || n <= 1 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(dl)/time.Duration(n))
 }
 
 // Result says what happened to one message.
@@ -100,10 +155,12 @@ type Result string
 
 // Results of one message.
 const (
-	Waiting  Result = "waiting"  // not_before ahead: sent again
-	Skipped  Result = "skipped"  // the key is current or pending again
-	Deferred Result = "deferred" // still in use: sent again
-	Revoked  Result = "revoked"  // revoked, or already gone
+	Waiting   Result = "waiting"   // not_before ahead, or the rotation not finished: sent again
+	Skipped   Result = "skipped"   // the key is current or pending again, or a later rotation owns it
+	Deferred  Result = "deferred"  // still in use, or a rollback holds the secret: sent again
+	Revoked   Result = "revoked"   // revoked, or already gone at its owner
+	Refused   Result = "refused"   // nothing proves the key is this secret's superseded key
+	Abandoned Result = "abandoned" // the rotation never finished: the key is still AWSCURRENT
 )
 
 func (h *Handler) handleOne(ctx context.Context, rec events.SQSMessage) error {
@@ -135,72 +192,286 @@ func (h *Handler) Process(ctx context.Context, m Message) (Result, error) {
 }
 
 func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Result, error) {
+	m = m.normalized()
 	p, ok := h.providers[m.Provider]
 	if !ok {
 		return "", fmt.Errorf("revoke key %s of %s: this revoker has no provider %q", m.KeyID, m.SecretID, m.Provider)
 	}
 	now := h.opts.Now()
 	if now.Before(m.NotBefore) {
-		next := m
-		next.Attempt++
-		if err := h.queue.Send(ctx, next, min(m.NotBefore.Sub(now), MaxDelay)); err != nil {
+		return h.resend(ctx, m, min(m.NotBefore.Sub(now), MaxDelay), Waiting)
+	}
+	sec, res, err := h.check(ctx, log, m)
+	if err != nil || res != "" {
+		return res, err
+	}
+	old, res, err := h.oldVersion(ctx, log, m, sec)
+	if err != nil || res != "" {
+		return res, err
+	}
+	if res, err := h.notLabelled(ctx, log, m, sec); err != nil || res != "" {
+		return res, err
+	}
+	if m.Reason == ReasonAbandoned {
+		// No rotation made this key superseded: revoke it only if its
+		// name proves it was minted for this secret (or, at a nameless
+		// vendor, the old version holds it, which was checked).
+		if res, err := h.provenAbandoned(ctx, log, p, old, m, sec); err != nil || res != "" {
+			return res, err
+		}
+	}
+	if lu, ok := p.(providers.LastUseReporter); ok && m.Reason == ReasonRotation {
+		current, err := h.readCurrent(ctx, m, sec)
+		if err != nil {
 			return "", err
 		}
-		return Waiting, nil
-	}
-	desc, err := h.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(m.SecretID)})
-	if err != nil {
-		return "", fmt.Errorf("revoke key %s of %s: secretsmanager.DescribeSecret: %w", m.KeyID, m.SecretID, err)
-	}
-	for _, stage := range desc.VersionIdsToStages[m.OldVersionID] {
-		switch {
-		case stage == "AWSCURRENT" || stage == "AWSPENDING":
-			log.Warn("not revoking: the old version is " + stage + " again (rolled back)")
-			h.count(m.Provider, MetricSkipped, "")
-			return Skipped, nil
-		case stage == "AWSPREVIOUS" && m.NewVersionID != "" && !slices.Contains(desc.VersionIdsToStages[m.NewVersionID], "AWSCURRENT"):
-			// This rotation was rolled back and a later one has since made
-			// the restored key AWSPREVIOUS again: that rotation queued its
-			// own revocation of the key, with its own grace period.
-			log.Warn("not revoking: the old version is AWSPREVIOUS of a later rotation, which revokes it after its own grace period")
-			h.count(m.Provider, MetricSkipped, "")
-			return Skipped, nil
-		}
-	}
-	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(m.SecretID), VersionStage: aws.String("AWSCURRENT")})
-	if err != nil {
-		return "", fmt.Errorf("revoke key %s of %s: secretsmanager.GetSecretValue(AWSCURRENT): %w", m.KeyID, m.SecretID, err)
-	}
-	current, err := providers.ParseSecret(aws.ToString(out.SecretString))
-	if err != nil {
-		return "", fmt.Errorf("revoke key %s of %s: read AWSCURRENT: %w", m.KeyID, m.SecretID, err)
-	}
-	if current.Provider != m.Provider {
-		return "", fmt.Errorf("revoke key %s of %s: AWSCURRENT names provider %q, the message %q", m.KeyID, m.SecretID, current.Provider, m.Provider)
-	}
-	if current.KeyID == m.KeyID {
-		log.Warn("not revoking: the key is AWSCURRENT again")
-		h.count(m.Provider, MetricSkipped, "")
-		return Skipped, nil
-	}
-	if lu, ok := p.(providers.LastUseReporter); ok && !m.IsEmergency() {
-		res, err := h.checkUse(ctx, log, lu, current, m, now)
+		res, err := h.checkUse(ctx, log, lu, old, current, m, now)
 		if err != nil || res != "" {
 			return res, err
 		}
 	}
-	if err := p.Revoke(ctx, current, m.KeyID); err != nil && !providers.IsKind(err, providers.NotFound) {
+	// Re-validate right before the revoke: a rollback, or a later
+	// rotation, may have moved labels while the vendor answered, and a
+	// key that AWSCURRENT or AWSPENDING holds in any version is in use.
+	sec, res, err = h.check(ctx, log, m)
+	if err != nil || res != "" {
+		return res, err
+	}
+	if res, err := h.notLabelled(ctx, log, m, sec); err != nil || res != "" {
+		return res, err
+	}
+	if err := p.Revoke(ctx, old, m.KeyID); err != nil && !providers.IsKind(err, providers.NotFound) {
+		if errors.Is(err, providers.ErrUnbound) {
+			h.count(m.Provider, MetricRefused, "unbound")
+		}
 		return "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
 	}
 	h.count(m.Provider, MetricRevoked, "")
 	return Revoked, nil
 }
 
-// checkUse defers a revocation while the new key has never been used or the
-// old key was used after its grace period ended, up to MaxDelay past
-// not_before. It returns "" to go on with the revocation.
-func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.LastUseReporter, current providers.Credential, m Message, now time.Time) (Result, error) {
-	oldUsed, err := lu.LastUsed(ctx, current, m.KeyID)
+// described is what check learned of the secret.
+type described struct {
+	id       keyrotor.Identity
+	versions map[string][]string
+}
+
+// check reads the secret's labels and tags and says whether the message may
+// go on: "" with no error to go on, or the result to stop with.
+func (h *Handler) check(ctx context.Context, log *slog.Logger, m Message) (described, Result, error) {
+	desc, err := h.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(m.SecretID)})
+	if err != nil {
+		return described{}, "", fmt.Errorf("revoke key %s of %s: secretsmanager.DescribeSecret: %w", m.KeyID, m.SecretID, err)
+	}
+	id, err := keyrotor.ParseARN(aws.ToString(desc.ARN))
+	if err != nil {
+		return described{}, "", fmt.Errorf("revoke key %s of %s: secretsmanager.DescribeSecret answered an ARN the revoker cannot read: %w", m.KeyID, m.SecretID, err)
+	}
+	sec := described{id: id, versions: desc.VersionIdsToStages}
+	for _, t := range desc.Tags {
+		if aws.ToString(t.Key) != keyrotor.TagRollbackUntil {
+			continue
+		}
+		// A rollback is moving labels back (it sets the tag first): the
+		// key the message names may be about to become current again.
+		if until, ok := keyrotor.RollbackHold(aws.ToString(t.Value)); !ok || h.opts.Now().Before(until) {
+			log.Warn("deferring revocation: a rollback holds the secret (tag "+keyrotor.TagRollbackUntil+")", "until", aws.ToString(t.Value))
+			res, err := h.resend(ctx, m, h.opts.DeferInterval, Deferred)
+			if err == nil {
+				h.count(m.Provider, MetricDeferred, "")
+			}
+			return sec, res, err
+		}
+	}
+	oldStages := desc.VersionIdsToStages[m.OldVersionID]
+	newStages := desc.VersionIdsToStages[m.NewVersionID]
+	switch {
+	case slices.Contains(oldStages, "AWSCURRENT") && m.NewVersionID != "" && slices.Contains(newStages, "AWSPENDING"):
+		// The rotation queued the message before moving the label
+		// (grace 0): look again once it has finished, never drop it.
+		log.Info("the rotation that queued this revocation has not finished yet: looking again later", "retry_in", h.opts.UnfinishedRetry.String())
+		return sec, Waiting, h.resendErr(ctx, m, h.opts.UnfinishedRetry)
+	case slices.Contains(oldStages, "AWSCURRENT") && m.NewVersionID != "" && len(newStages) == 0:
+		log.Error("not revoking: the rotation that queued this revocation was abandoned before it finished, so the key it names is still AWSCURRENT and live; rotate again to replace it")
+		h.count(m.Provider, MetricAbandoned, "")
+		return sec, Abandoned, nil
+	case slices.Contains(oldStages, "AWSCURRENT") || slices.Contains(oldStages, "AWSPENDING"):
+		log.Warn("not revoking: the old version is AWSCURRENT or AWSPENDING (rolled back, or never superseded)", "stages", oldStages)
+		h.count(m.Provider, MetricSkipped, "")
+		return sec, Skipped, nil
+	case slices.Contains(oldStages, "AWSPREVIOUS") && m.NewVersionID != "" && !slices.Contains(newStages, "AWSCURRENT"):
+		// This rotation was rolled back and a later one has since made
+		// the restored key AWSPREVIOUS again: that rotation queued its
+		// own revocation of the key, with its own grace period.
+		log.Warn("not revoking: the old version is AWSPREVIOUS of a later rotation, which revokes it after its own grace period")
+		h.count(m.Provider, MetricSkipped, "")
+		return sec, Skipped, nil
+	case m.Reason == ReasonAbandoned && slices.Contains(oldStages, "AWSPREVIOUS"):
+		log.Warn("not revoking: the abandoned version is AWSPREVIOUS now; the rotation that superseded it revokes it")
+		h.count(m.Provider, MetricSkipped, "")
+		return sec, Skipped, nil
+	}
+	return sec, "", nil
+}
+
+// oldVersion reads the version the message names and proves that it holds
+// the key: the message is a request, not an authority. The returned value is
+// the key's owner (its fields say whose key it is), with the secret's
+// identity for the providers' binding checks.
+func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, sec described) (providers.Credential, Result, error) {
+	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(m.SecretID), VersionId: aws.String(m.OldVersionID)})
+	var nf *smtypes.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return h.refuse(log, m, "the secret has no version "+m.OldVersionID+" to prove that it held the key")
+	}
+	if err != nil {
+		return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: secretsmanager.GetSecretValue(version %s): %w", m.KeyID, m.SecretID, m.OldVersionID, err)
+	}
+	old, err := providers.ParseSecret(aws.ToString(out.SecretString))
+	switch {
+	case err != nil:
+		return h.refuse(log, m, "the old version is not a keyrotor value")
+	case old.Provider != m.Provider:
+		return h.refuse(log, m, fmt.Sprintf("the old version is a %q key, the message names %q", old.Provider, m.Provider))
+	case old.KeyID != m.KeyID:
+		return h.refuse(log, m, "the old version does not hold this key (it holds "+old.KeyID+")")
+	}
+	old.Secret = sec.id
+	if admin := old.Attr(providers.FieldAdminSecretID); admin != "" {
+		held, err := h.heldByAdminSecret(ctx, admin, old)
+		if err != nil {
+			return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
+		}
+		if held {
+			return h.refuse(log, m, "the key is the management credential of admin secret "+admin)
+		}
+	}
+	return old, "", nil
+}
+
+// heldByAdminSecret reports whether the admin secret holds the key old
+// holds: a hand-edited version naming the admin key must not revoke it.
+func (h *Handler) heldByAdminSecret(ctx context.Context, adminID string, old providers.Credential) (bool, error) {
+	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(adminID), VersionStage: aws.String("AWSCURRENT")})
+	var nf *smtypes.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("secretsmanager.GetSecretValue(admin secret %s, to spare its key): %w", adminID, err)
+	}
+	var v struct {
+		Key   string `json:"key"`
+		KeyID string `json:"key_id"`
+	}
+	if json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v) != nil {
+		return false, nil
+	}
+	return (v.KeyID != "" && v.KeyID == old.KeyID) || (v.Key != "" && v.Key == old.Key), nil
+}
+
+// provenAbandoned goes on ("") with a key of an abandoned version only if
+// the vendor lists it under this secret's identity names (or lists it at all,
+// for a vendor whose keys have no names). A key it does not list is gone, or
+// not provably this secret's: nothing is revoked.
+func (h *Handler) provenAbandoned(ctx context.Context, log *slog.Logger, p providers.Provider, old providers.Credential, m Message, sec described) (Result, error) {
+	l, ok := p.(providers.Lister)
+	if !ok {
+		return "", nil // the old version holds it: the only proof this vendor allows
+	}
+	keys, err := l.ListKeys(ctx, old, keyrotor.KeyNamePrefix(sec.id))
+	if err != nil {
+		return "", fmt.Errorf("revoke key %s of %s: list its keys to prove the abandoned key is this secret's: %w", m.KeyID, m.SecretID, err)
+	}
+	for _, k := range keys {
+		if k.ID == m.KeyID {
+			return "", nil
+		}
+	}
+	log.Warn("not revoking the abandoned key: the vendor lists no key of that id named for this secret (already gone, or not keyrotor's)")
+	h.count(m.Provider, MetricSkipped, "")
+	return Skipped, nil
+}
+
+// notLabelled goes on ("") only if neither AWSCURRENT nor AWSPENDING holds
+// the key, whatever the version (a manual put of the old key, a rollback).
+func (h *Handler) notLabelled(ctx context.Context, log *slog.Logger, m Message, sec described) (Result, error) {
+	for _, stage := range []string{"AWSCURRENT", "AWSPENDING"} {
+		if stage == "AWSPENDING" && !labelled(sec.versions, stage) {
+			continue
+		}
+		out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(m.SecretID), VersionStage: aws.String(stage)})
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			continue // AWSPENDING before createSecret stored its value
+		}
+		if err != nil {
+			return "", fmt.Errorf("revoke key %s of %s: secretsmanager.GetSecretValue(%s): %w", m.KeyID, m.SecretID, stage, err)
+		}
+		c, err := providers.ParseSecret(aws.ToString(out.SecretString))
+		if err != nil {
+			return "", fmt.Errorf("revoke key %s of %s: read %s: %w", m.KeyID, m.SecretID, stage, err)
+		}
+		if c.KeyID == m.KeyID {
+			log.Warn("not revoking: " + stage + " holds the key again")
+			h.count(m.Provider, MetricSkipped, "")
+			return Skipped, nil
+		}
+	}
+	return "", nil
+}
+
+func labelled(versions map[string][]string, label string) bool {
+	for _, stages := range versions {
+		if slices.Contains(stages, label) {
+			return true
+		}
+	}
+	return false
+}
+
+// readCurrent reads the AWSCURRENT value (the new key, for the use check).
+func (h *Handler) readCurrent(ctx context.Context, m Message, sec described) (providers.Credential, error) {
+	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(m.SecretID), VersionStage: aws.String("AWSCURRENT")})
+	if err != nil {
+		return providers.Credential{}, fmt.Errorf("revoke key %s of %s: secretsmanager.GetSecretValue(AWSCURRENT): %w", m.KeyID, m.SecretID, err)
+	}
+	current, err := providers.ParseSecret(aws.ToString(out.SecretString))
+	if err != nil {
+		return providers.Credential{}, fmt.Errorf("revoke key %s of %s: read AWSCURRENT: %w", m.KeyID, m.SecretID, err)
+	}
+	current.Secret = sec.id
+	return current, nil
+}
+
+// refuse acknowledges a message that nothing proves: counted, logged and
+// alarmed (RevocationsRefused); the key stays as it is.
+func (h *Handler) refuse(log *slog.Logger, m Message, why string) (providers.Credential, Result, error) {
+	log.Error("refusing to revoke: "+why+"; a forged or stale revocation message, or a hand-edited version; nothing was revoked", "reason", m.Reason)
+	h.count(m.Provider, MetricRefused, "unproven")
+	return providers.Credential{}, Refused, nil
+}
+
+// resend sends the message again with attempt+1 after delay.
+func (h *Handler) resend(ctx context.Context, m Message, delay time.Duration, res Result) (Result, error) {
+	if err := h.resendErr(ctx, m, delay); err != nil {
+		return "", err
+	}
+	return res, nil
+}
+
+func (h *Handler) resendErr(ctx context.Context, m Message, delay time.Duration) error {
+	next := m
+	next.Attempt++
+	return h.queue.Send(ctx, next, delay)
+}
+
+// checkUse defers a revocation while the new key has not been used since the
+// rotation finished (testSecret's own verification comes before) or the old
+// key was used after its grace period ended, up to MaxDelay past not_before.
+// It returns "" to go on with the revocation.
+func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.LastUseReporter, old, current providers.Credential, m Message, now time.Time) (Result, error) {
+	oldUsed, err := lu.LastUsed(ctx, old, m.KeyID)
 	if providers.IsKind(err, providers.NotFound) {
 		return "", nil // already gone: Revoke will say so
 	}
@@ -212,14 +483,14 @@ func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.L
 		return "", fmt.Errorf("revoke key %s of %s: last use of the new key %s: %w", m.KeyID, m.SecretID, current.KeyID, err)
 	}
 	oldInUse := oldUsed.After(m.NotBefore)
-	newUnused := newUsed.IsZero()
+	newUnused := newUsed.IsZero() || (!m.FinishedAt.IsZero() && !newUsed.After(m.FinishedAt))
 	if !oldInUse && !newUnused {
 		return "", nil
 	}
 	if oldInUse {
 		h.count(m.Provider, MetricOldKeyInUse, "")
 	}
-	reason := "the new key has never been used"
+	reason := "the new key has not been used since the rotation finished"
 	if oldInUse {
 		reason = "the old key was used after the grace period, at " + oldUsed.UTC().Format(time.RFC3339)
 	}
@@ -227,9 +498,7 @@ func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.L
 		log.Warn("revoking although "+reason+": the maximum revocation delay has passed", "max_delay", h.opts.MaxDelay.String())
 		return "", nil
 	}
-	next := m
-	next.Attempt++
-	if err := h.queue.Send(ctx, next, h.opts.DeferInterval); err != nil {
+	if _, err := h.resend(ctx, m, h.opts.DeferInterval, Deferred); err != nil {
 		return "", err
 	}
 	log.Warn("deferring revocation: "+reason, "retry_in", h.opts.DeferInterval.String())

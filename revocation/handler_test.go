@@ -54,14 +54,17 @@ type env struct {
 }
 
 // newEnv: version v1 (old key) is AWSPREVIOUS, v2 (new key) AWSCURRENT.
-func newEnv(t *testing.T, lastUse bool) *env {
+func newEnv(t *testing.T, lastUse bool) *env { return newEnvOwners(t, lastUse, "", "") }
+
+// newEnvOwners is newEnv with the owner field of v1 and v2 set (when not empty).
+func newEnvOwners(t *testing.T, lastUse bool, oldOwner, newOwner string) *env {
 	e := &env{t: t, sm: smfake.New(), vendor: fakeprovider.New(), q: &queue{}, emf: &bytes.Buffer{}, logs: &bytes.Buffer{},
 		now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
 	e.old = e.vendor.Add("old")
 	e.cur = e.vendor.Add("new")
-	e.sm.Create(secretName, value(e.old), nil)
+	e.sm.Create(secretName, valueOwned(e.old, oldOwner), nil)
 	e.sm.StartRotation(secretName, "v2")
-	put(e.sm, "v2", value(e.cur))
+	put(e.sm, "v2", valueOwned(e.cur, newOwner))
 	e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v2", "v1"))
 	e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
 		VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String("v2")})
@@ -77,7 +80,12 @@ func newEnv(t *testing.T, lastUse bool) *env {
 	return e
 }
 
-func value(k fakeprovider.Key) string {
+func value(k fakeprovider.Key) string { return valueOwned(k, "") }
+
+func valueOwned(k fakeprovider.Key, owner string) string {
+	if owner != "" {
+		return fmt.Sprintf(`{"provider":"fake","key":%q,"key_id":%q,"owner":%q}`, k.Secret, k.ID, owner)
+	}
 	return fmt.Sprintf(`{"provider":"fake","key":%q,"key_id":%q}`, k.Secret, k.ID)
 }
 
@@ -395,8 +403,8 @@ func TestAlreadyRevokedWithLastUse(t *testing.T) {
 }
 
 // TestSecretOfAnotherProviderIsRefused: a message whose provider is not the
-// secret's (the secret was re-purposed, or the message forged) revokes
-// nothing and fails, to end in the dead-letter queue.
+// old version's (the secret was re-purposed, or the message forged) revokes
+// nothing; it is acknowledged and counted as refused (alarmed).
 func TestSecretOfAnotherProviderIsRefused(t *testing.T) {
 	e := newEnv(t, false)
 	other := fakeprovider.New()
@@ -405,8 +413,8 @@ func TestSecretOfAnotherProviderIsRefused(t *testing.T) {
 	m := e.msg(e.now.Add(-time.Minute))
 	m.Provider = "other"
 	res, err := h.Process(context.Background(), m)
-	if err == nil || !strings.Contains(err.Error(), "AWSCURRENT names provider") || !strings.Contains(err.Error(), secretName) {
-		t.Fatalf("result %q, err %v: want a refusal naming the secret", res, err)
+	if err != nil || res != revocation.Refused || !strings.Contains(e.logs.String(), `the old version is a \"fake\" key, the message names \"other\"`) {
+		t.Fatalf("result %q, err %v: want a refusal saying which provider the old version names; logs %s", res, err, e.logs.String())
 	}
 	if !e.vendor.Live()[e.old.ID] {
 		t.Fatal("revoked a key of a secret of another provider")
@@ -531,7 +539,7 @@ func TestFailuresReturnTheMessage(t *testing.T) {
 				}
 				return nil
 			}
-		}, "secretsmanager.GetSecretValue(AWSCURRENT)"},
+		}, "secretsmanager.GetSecretValue(version v1)"},
 		{"CurrentNotJSON", false, func(e *env) {
 			e.sm.StartRotation(secretName, "v3")
 			put(e.sm, "v3", `{"provider":`)

@@ -62,6 +62,19 @@ type Message struct {
 	Emergency bool `json:"emergency,omitempty"`
 }
 
+// normalized spells version 1's Emergency as Reason, and an empty Reason as
+// ReasonRotation.
+func (m Message) normalized() Message {
+	if m.Reason == "" {
+		m.Reason = ReasonRotation
+		if m.Emergency {
+			m.Reason = ReasonEmergency
+		}
+	}
+	m.Emergency = false
+	return m
+}
+
 // IsEmergency reports whether the revocation must not wait for use.
 func (m Message) IsEmergency() bool { return m.Reason == ReasonEmergency || m.Emergency }
 
@@ -82,13 +95,7 @@ func Decode(body string) (Message, error) {
 	case m.NotBefore.IsZero():
 		return Message{}, fmt.Errorf("%w: not_before is required", ErrInvalidMessage)
 	}
-	if m.Reason == "" {
-		m.Reason = ReasonRotation
-		if m.Emergency {
-			m.Reason = ReasonEmergency
-		}
-	}
-	m.Emergency = false
+	m = m.normalized()
 	switch m.Reason {
 	case ReasonRotation, ReasonEmergency, ReasonAbandoned:
 	default:

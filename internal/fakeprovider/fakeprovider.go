@@ -43,6 +43,8 @@ type Provider struct {
 	// Nameless makes the vendor behave like IAM: keys have no names, and
 	// ListKeys returns every key with its creation time.
 	Nameless bool
+	// Owners records the owner each Revoke was called with, by key id.
+	Owners map[string]providers.Credential
 }
 
 // New returns an empty fake vendor.
@@ -121,12 +123,16 @@ func (p *Provider) Verify(_ context.Context, c providers.Credential) error {
 }
 
 // Revoke deletes a key; nil if it is gone.
-func (p *Provider) Revoke(_ context.Context, _ providers.Credential, keyID string) error {
+func (p *Provider) Revoke(_ context.Context, owner providers.Credential, keyID string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.hook("Revoke"); err != nil {
 		return err
 	}
+	if p.Owners == nil {
+		p.Owners = map[string]providers.Credential{}
+	}
+	p.Owners[keyID] = owner
 	delete(p.keys, keyID)
 	return nil
 }

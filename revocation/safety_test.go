@@ -1,0 +1,242 @@
+package revocation_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor"
+	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/revocation"
+)
+
+// TestForgedMessageNamingAnotherSecretsKey: any principal that can send to
+// the queue (or one compromised rotation function) names a live key of
+// another secret with this secret's real old_version_id. The old version
+// does not hold that key: nothing is revoked, the refusal is counted.
+func TestForgedMessageNamingAnotherSecretsKey(t *testing.T) {
+	e := newEnv(t, false)
+	victim := e.vendor.Add("another secret's current key")
+	m := e.msg(e.now.Add(-time.Minute))
+	m.KeyID = victim.ID
+	if resp := e.handle(m); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("failures %v: a refused message is acknowledged (counted and alarmed), not retried", failed(resp))
+	}
+	if !e.vendor.Live()[victim.ID] {
+		t.Fatal("a forged message revoked another secret's live key")
+	}
+	if !strings.Contains(e.emf.String(), `"RevocationsRefused":1`) {
+		t.Fatal("the refusal was not counted (RevocationsRefused)")
+	}
+}
+
+// TestForgedMessageNamingTheAdminKey: the admin key, named by a message, or
+// held by a hand-edited old version, is never revoked.
+func TestForgedMessageNamingTheAdminKey(t *testing.T) {
+	for _, edited := range []bool{false, true} {
+		t.Run(fmt.Sprintf("EditedVersion=%v", edited), func(t *testing.T) {
+			e := newEnv(t, false)
+			admin := e.vendor.Add("the admin key")
+			e.sm.Create("keyrotor/admin/fake", fmt.Sprintf(`{"key":%q,"key_id":%q}`, admin.Secret, admin.ID), nil)
+			m := e.msg(e.now.Add(-time.Minute))
+			m.KeyID = admin.ID
+			if edited {
+				// Someone with PutSecretValue stored the admin key in a
+				// version that then lost its labels.
+				e.sm.StartRotation(secretName, "v3")
+				put(e.sm, "v3", fmt.Sprintf(`{"provider":"fake","key":%q,"key_id":%q,"admin_secret_id":"keyrotor/admin/fake"}`, admin.Secret, admin.ID))
+				e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+					VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String("v3")})
+				m.OldVersionID = "v3"
+			}
+			e.handle(m)
+			if !e.vendor.Live()[admin.ID] {
+				t.Fatal("a forged message revoked the admin key")
+			}
+			if !strings.Contains(e.emf.String(), `"RevocationsRefused":1`) {
+				t.Fatal("the refusal was not counted")
+			}
+		})
+	}
+}
+
+// TestRevokesAtTheOldVersionsOwner: after the owner changed (another IAM
+// user, Twilio account), the old key lives at the old version's owner: the
+// revoke must go there, not to the current owner, where "not found" would
+// count as success while the old key stays live.
+func TestRevokesAtTheOldVersionsOwner(t *testing.T) {
+	e := newEnvOwners(t, false, "team-a", "team-b")
+	e.handle(e.msg(e.now.Add(-time.Minute)))
+	if e.vendor.Live()[e.old.ID] {
+		t.Fatal("the old key was not revoked")
+	}
+	if got := e.vendor.Owners[e.old.ID].Attr("owner"); got != "team-a" {
+		t.Fatalf("revoked at owner %q, want the old version's owner team-a", got)
+	}
+}
+
+// TestRollbackBetweenCheckAndRevoke: the revoker checks the labels, asks the
+// vendor about use, then revokes. A rollback in between makes the old key
+// AWSCURRENT again; the revoker must re-validate right before it revokes.
+func TestRollbackBetweenCheckAndRevoke(t *testing.T) {
+	e := newEnv(t, true)
+	e.vendor.Use(e.cur.ID, e.now)
+	e.sm.Now = func() time.Time { return e.now }
+	lastUsed := 0
+	e.vendor.Before = func(op string) error {
+		if op == "LastUsed" {
+			lastUsed++
+			if lastUsed == 2 { // between the old code's check and its act
+				if _, err := e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v1", "v2")); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		return nil
+	}
+	e.handle(e.msg(e.now.Add(-time.Minute)))
+	if !e.vendor.Live()[e.old.ID] {
+		t.Fatal("the revoker revoked the key a rollback had just made AWSCURRENT again")
+	}
+}
+
+// TestRollbackMarkerDefers: while keyrotor:rollback-until holds, the
+// revoker defers (a rollback sets it before moving the label).
+func TestRollbackMarkerDefers(t *testing.T) {
+	e := newEnv(t, false)
+	e.sm.Tag(secretName, keyrotor.TagRollbackUntil, e.now.Add(time.Hour).Format(time.RFC3339))
+	resp := e.handle(e.msg(e.now.Add(-time.Minute)))
+	if len(resp.BatchItemFailures) != 0 || !e.vendor.Live()[e.old.ID] || len(e.q.sent) != 1 || e.q.sent[0].Attempt != 1 {
+		t.Fatalf("failures %v, live %v, re-sent %+v: want the message deferred (re-sent) and the key alive", failed(resp), e.vendor.Live(), e.q.sent)
+	}
+}
+
+// TestEmergencyMessageBeforeTheLabelMove: an emergency's message (grace 0) is
+// visible before finishSecret moves AWSCURRENT. The revoker sees the old
+// version still AWSCURRENT and the new one AWSPENDING: it must look again
+// later, not drop the message (the leaked key would live on).
+func TestEmergencyMessageBeforeTheLabelMove(t *testing.T) {
+	e := newEnv(t, false)
+	e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v1", "v2")) // back to: v1 current
+	e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+		VersionStage: aws.String("AWSPENDING"), MoveToVersionId: aws.String("v2")})
+	m := e.msg(e.now)
+	m.Reason = revocation.ReasonEmergency
+	resp := e.handle(m)
+	if len(resp.BatchItemFailures) != 0 || len(e.q.sent) != 1 || e.q.sent[0].Attempt != 1 || e.q.delays[0] <= 0 {
+		t.Fatalf("failures %v, re-sent %+v: want the message sent again with a delay and attempt+1, never dropped", failed(resp), e.q.sent)
+	}
+	// finishSecret moves the label; the re-sent message revokes the key.
+	e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v2", "v1"))
+	e.q.sent, e.q.delays = nil, nil
+	e.handle(m)
+	if e.vendor.Live()[e.old.ID] {
+		t.Fatal("the leaked key lives on after the rotation finished")
+	}
+}
+
+// TestAbandonedRotationsMessage: the rotation queued the message, then was
+// abandoned (AWSPENDING removed, the old version still AWSCURRENT): nothing
+// to revoke, but it is counted and alarmed, since the key is live.
+func TestAbandonedRotationsMessage(t *testing.T) {
+	e := newEnv(t, false)
+	e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v1", "v2"))
+	e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+		VersionStage: aws.String("AWSPREVIOUS"), RemoveFromVersionId: aws.String("v2")})
+	resp := e.handle(e.msg(e.now.Add(-time.Minute)))
+	if len(resp.BatchItemFailures) != 0 || !e.vendor.Live()[e.old.ID] || !strings.Contains(e.emf.String(), `"RevocationsAbandoned":1`) {
+		t.Fatalf("failures %v, live %v, metrics %s: want it acknowledged, the key alive and RevocationsAbandoned", failed(resp), e.vendor.Live(), e.emf.String())
+	}
+}
+
+// TestTestSecretsVerificationIsNotUse: testSecret authenticates with the new
+// key before the rotation finishes; that must not count as the applications'
+// use of it (the use gate would always be open).
+func TestTestSecretsVerificationIsNotUse(t *testing.T) {
+	e := newEnv(t, true)
+	m := e.msg(e.now.Add(-time.Minute))
+	m.FinishedAt = e.now.Add(-2 * time.Hour)
+	e.vendor.Use(e.cur.ID, m.FinishedAt.Add(-time.Second)) // testSecret's verification
+	e.handle(m)
+	if !e.vendor.Live()[e.old.ID] || len(e.q.sent) != 1 {
+		t.Fatalf("live %v, re-sent %d: want the revocation deferred while the new key is unused since the rotation finished", e.vendor.Live(), len(e.q.sent))
+	}
+	e.vendor.Use(e.cur.ID, m.FinishedAt.Add(time.Minute))
+	e.handle(m)
+	if e.vendor.Live()[e.old.ID] {
+		t.Fatal("not revoked once applications used the new key")
+	}
+}
+
+// slowProvider's Revoke hangs until its context ends, like a vendor that
+// never answers; every call fails once the context is done.
+type slowProvider struct{ providers.Provider }
+
+func (p slowProvider) Name() string { return "slow" }
+func (p slowProvider) Revoke(ctx context.Context, _ providers.Credential, _ string) error {
+	<-ctx.Done()
+	return providers.E("slow.Revoke", providers.Transient, ctx.Err())
+}
+
+// ctxProvider fails every call once its context is done, as an HTTP vendor does.
+type ctxProvider struct{ providers.Provider }
+
+func (p ctxProvider) Revoke(ctx context.Context, owner providers.Credential, keyID string) error {
+	if err := ctx.Err(); err != nil {
+		return providers.E("fake.Revoke", providers.Transient, err)
+	}
+	return p.Provider.Revoke(ctx, owner, keyID)
+}
+
+// TestSlowVendorDoesNotStarveTheBatch: one vendor that never answers must
+// not use up the batch's whole budget: the other messages of the batch get
+// their own share and are handled.
+func TestSlowVendorDoesNotStarveTheBatch(t *testing.T) {
+	e := newEnv(t, false)
+	const slowSecret = "prod/slow-key"
+	e.sm.Create(slowSecret, `{"provider":"slow","key":"s","key_id":"slow-old"}`, nil)
+	e.sm.StartRotation(slowSecret, "v2")
+	ctx := context.Background()
+	if _, err := e.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(slowSecret), ClientRequestToken: aws.String("v2"),
+		SecretString: aws.String(`{"provider":"slow","key":"s2","key_id":"slow-new"}`), VersionStages: []string{"AWSPENDING"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []*secretsmanager.UpdateSecretVersionStageInput{
+		{VersionStage: aws.String("AWSCURRENT"), MoveToVersionId: aws.String("v2"), RemoveFromVersionId: aws.String("v1")},
+		{VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String("v2")},
+	} {
+		in.SecretId = aws.String(slowSecret)
+		if _, err := e.sm.UpdateSecretVersionStage(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := revocation.NewHandler(e.sm, e.q, map[string]providers.Provider{
+		"fake": ctxProvider{e.vendor}, "slow": slowProvider{e.vendor},
+	}, revocation.Options{Now: func() time.Time { return e.now }, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	slow := revocation.Message{Version: 2, SecretID: slowSecret, Provider: "slow", KeyID: "slow-old", OldVersionID: "v1", NotBefore: e.now.Add(-time.Minute)}
+	var ev events.SQSEvent
+	for i, m := range []revocation.Message{slow, e.msg(e.now.Add(-time.Minute))} {
+		b, _ := json.Marshal(m)
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: string(b)})
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	resp, err := h.Handle(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := failed(resp); len(ids) != 1 || ids[0] != "m0" {
+		t.Fatalf("failures %v: want only the slow vendor's message returned", ids)
+	}
+	if e.vendor.Live()[e.old.ID] {
+		t.Fatal("the other vendor's message was starved: its key is still live")
+	}
+}
