@@ -87,8 +87,11 @@ type Options struct {
 	// old key at once. Functions default it to DefaultGracePeriod.
 	GracePeriod time.Duration
 	// TestTimeout bounds the time testSecret retries a new key that does not
-	// work yet (propagation). Default 60 s; never past the Lambda deadline.
+	// work yet (propagation) and waits for it to settle. Default 60 s;
+	// never past the Lambda deadline.
 	TestTimeout time.Duration
+	// Settle overrides SettleRules (tests); nil means SettleRules.
+	Settle map[string]Settle
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Sleep waits between testSecret attempts (default: a timer that stops
@@ -122,6 +125,9 @@ func New(sm SecretsManager, p providers.Provider, queue RevocationQueue, opts Op
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Settle == nil {
+		opts.Settle = SettleRules
 	}
 	return &Rotator{sm: sm, p: p, queue: queue, opts: opts}
 }
@@ -803,10 +809,11 @@ func (r *Rotator) testSecret(ctx context.Context, s *secret) (outcome, error) {
 	return done, nil
 }
 
-// verify calls the provider's Verify until it succeeds, a permanent error
-// comes back, or the test budget (within the Lambda deadline) runs out.
-// Transient and Permission errors are retried: a new key may be refused for
-// a while as it propagates.
+// verify calls the provider's Verify until the key has settled (the
+// provider's Settle rule: consecutive successes spanning a window), a
+// permanent error comes back, or the test budget (within the Lambda deadline)
+// runs out. Transient and Permission errors are retried and start the count
+// over: a new key may be refused for a while as it propagates.
 func (r *Rotator) verify(ctx context.Context, cred providers.Credential) error {
 	budget := r.opts.TestTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -815,13 +822,35 @@ func (r *Rotator) verify(ctx context.Context, cred providers.Credential) error {
 			budget = left
 		}
 	}
+	rule := settleFor(r.opts.Settle, r.p.Name())
 	deadline := r.opts.Now().Add(budget)
 	wait := 250 * time.Millisecond
+	streak := 0
+	var first time.Time
 	for attempt := 1; ; attempt++ {
 		err := r.p.Verify(ctx, cred)
 		if err == nil {
-			return nil
+			now := r.opts.Now()
+			if streak == 0 {
+				first = now
+			}
+			streak++
+			if streak >= rule.Successes && now.Sub(first) >= rule.Window {
+				return nil
+			}
+			// Settling: look again in a little while, well within the window.
+			next := max(min(wait, rule.Window/time.Duration(rule.Successes)), 100*time.Millisecond)
+			if !now.Add(next).Before(deadline) {
+				return providers.E("settle", providers.Transient, fmt.Errorf(
+					"the key passed %d verification(s) in a row over %s but did not settle (%d over %s: %s) within the test budget",
+					streak, now.Sub(first).Round(time.Millisecond), rule.Successes, rule.Window, rule.Why))
+			}
+			if serr := r.opts.Sleep(ctx, next); serr != nil {
+				return fmt.Errorf("settling after %d attempts: %w", attempt, serr)
+			}
+			continue
 		}
+		streak = 0
 		k := providers.KindOf(err)
 		if k != providers.Transient && k != providers.Permission {
 			return err

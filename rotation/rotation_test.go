@@ -90,7 +90,9 @@ func (e *env) rotator(grace time.Duration) *rotation.Rotator {
 func (e *env) rotatorWith(sm rotation.SecretsManager, p providers.Provider, q rotation.RevocationQueue, grace time.Duration) *rotation.Rotator {
 	return rotation.New(sm, p, q, rotation.Options{
 		GracePeriod: grace,
-		Now:         func() time.Time { return e.now },
+		// The fake vendor enforces a key at once (TestSettle covers rules).
+		Settle: map[string]rotation.Settle{"fake": {Successes: 1}},
+		Now:    func() time.Time { return e.now },
 		Sleep: func(ctx context.Context, d time.Duration) error {
 			e.slept = append(e.slept, d)
 			e.now = e.now.Add(d)

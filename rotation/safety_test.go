@@ -249,3 +249,70 @@ func TestEmergencyMakesRoomAndSupersedesEveryKey(t *testing.T) {
 		t.Fatalf("the emergency queued no immediate revocation of the older superseded key %s: %+v", first, e.q.sent)
 	}
 }
+
+// TestSettle: a key that one verification accepts is not yet usable
+// everywhere (API Gateway's data plane, IAM in other regions). testSecret
+// waits for the provider's rule — consecutive successes over a window — and a
+// refusal in between starts over; so finishSecret never makes a key
+// AWSCURRENT that applications would be refused with.
+func TestSettle(t *testing.T) {
+	e := newEnv(t, nil)
+	rule := rotation.Settle{Successes: 3, Window: 10 * time.Second}
+	verifies := 0
+	e.vendor.Before = func(op string) error {
+		if op != "Verify" {
+			return nil
+		}
+		verifies++
+		if verifies == 2 { // accepted once, then refused by another host
+			return providers.E("fake.Verify", providers.Permission, fmt.Errorf("not yet on this host"))
+		}
+		return nil
+	}
+	e.r = rotation.New(e.sm, e.vendor, e.q, rotation.Options{GracePeriod: time.Hour, Now: func() time.Time { return e.now },
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			e.slept = append(e.slept, d)
+			e.now = e.now.Add(d)
+			return nil
+		},
+		Settle: map[string]rotation.Settle{"fake": rule}})
+	e.sm.StartRotation(secretName, token)
+	for _, s := range steps[:3] {
+		if err := e.step(s, token); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	// 1 accepted, 2 refused (start over), then 3 in a row over >= 10 s.
+	var waited time.Duration
+	for _, d := range e.slept {
+		waited += d
+	}
+	if verifies < 5 || waited < rule.Window {
+		t.Fatalf("testSecret returned after %d verifications and %v: want the refusal to restart the count, then 3 successes over %v", verifies, waited, rule.Window)
+	}
+	// Without settling within the budget, testSecret fails.
+	e2 := newEnv(t, nil)
+	e2.r = rotation.New(e2.sm, e2.vendor, e2.q, rotation.Options{GracePeriod: time.Hour, TestTimeout: 5 * time.Second, Now: func() time.Time { return e2.now },
+		Sleep:  func(ctx context.Context, d time.Duration) error { e2.now = e2.now.Add(d); return nil },
+		Settle: map[string]rotation.Settle{"fake": rule}})
+	e2.sm.StartRotation(secretName, token)
+	for _, s := range steps[:2] {
+		if err := e2.step(s, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e2.step(rotation.TestSecret, token); err == nil || !strings.Contains(err.Error(), "did not settle") {
+		t.Fatalf("testSecret = %v, want a failure saying the key did not settle", err)
+	}
+}
+
+// TestSettleRulesCoverEveryProvider: every provider keyrotor ships has a
+// rule in the one table (docs/vendors.md lists them).
+func TestSettleRulesCoverEveryProvider(t *testing.T) {
+	for _, name := range []string{"gateway", "iam", "apigateway", "sendgrid", "twilio", "datadog", "cloudflare"} {
+		r, ok := rotation.SettleRules[name]
+		if !ok || r.Successes < 1 || r.Why == "" {
+			t.Errorf("provider %s: settle rule %+v", name, r)
+		}
+	}
+}
