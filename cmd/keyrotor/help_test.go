@@ -14,7 +14,7 @@ import (
 func TestOperatorHelp(t *testing.T) {
 	root := newRootCmd()
 	for _, path := range [][]string{
-		{"status"}, {"rotate"}, {"rollback"}, {"unstick"}, {"import"},
+		{"status"}, {"rotate"}, {"rollback"}, {"unstick"}, {"revoke-key"}, {"import"},
 		{"inventory", "validate"}, {"inventory", "plan"}, {"inventory", "apply"},
 	} {
 		cmd, _, err := root.Find(path)

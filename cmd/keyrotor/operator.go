@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/spf13/cobra"
 
 	"github.com/keyrotor/keyrotor/internal/function"
@@ -75,6 +77,12 @@ func newOperator(cmd *cobra.Command) (*operator.Operator, error) {
 		SM:        c.SecretsManager,
 		Providers: lookup,
 		Progress:  func(msg string) { fmt.Fprintln(stderr, msg) },
+		Lambda:    lambda.NewFromConfig(c.Config),
+		SQS:       c.SQS,
+		IAM:       iam.NewFromConfig(c.Config),
+		// Used only when the rotation function's own REVOCATION_QUEUE_URL
+		// cannot be read (the local stack exports it).
+		RevocationQueueURL: os.Getenv("KEYROTOR_REVOCATION_QUEUE_URL"),
 	}, nil
 }
 
