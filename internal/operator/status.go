@@ -57,8 +57,8 @@ type Status struct {
 	// Previous is none, live (in its grace period, or not yet revoked),
 	// revoked, expires (a hand-rolled key) or unknown (the vendor could
 	// not be asked).
-	Previous      string     `json:"previous"`
-	PreviousKeyID string     `json:"previous_key_id,omitempty"`
+	Previous      string `json:"previous"`
+	PreviousKeyID string `json:"previous_key_id,omitempty"`
 	// GraceUntil is when the previous key's grace period ends: the grace
 	// period after the later of LastRotatedDate and the AWSCURRENT
 	// version's CreatedDate (when createSecret stored it, a little before
