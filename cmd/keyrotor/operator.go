@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/internal/function"
 	"github.com/keyrotor/keyrotor/internal/function/all"
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/stripe"
@@ -101,6 +102,7 @@ func (e problemsError) Error() string { return e.msg }
 func cliExitCode(err error) int {
 	var u usageError
 	var p problemsError
+	var r *inventory.RefusedError
 	switch {
 	case err == nil:
 		return operator.ExitOK
@@ -108,6 +110,8 @@ func cliExitCode(err error) int {
 		return operator.ExitUsage
 	case errors.As(err, &p):
 		return operator.ExitProblems
+	case errors.As(err, &r):
+		return operator.ExitRefused
 	}
 	return operator.ExitCode(err)
 }

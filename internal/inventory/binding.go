@@ -180,3 +180,32 @@ func ShellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// CheckAllBindings lists, as issues with each entry's line, the bindings the
+// entries' secrets lack (what `inventory validate` reports): described is
+// what Check read. A binding the entry's iam_user names is marked as one
+// apply writes.
+func CheckAllBindings(ctx context.Context, sm Describer, iamc IAM, file string, entries []Entry, described Described) error {
+	var issues []Issue
+	for _, e := range entries {
+		sec, ok := described[e.SecretID]
+		if !ok {
+			continue
+		}
+		missing, err := CheckBindings(ctx, sm, iamc, sec.Desc, sec.Current)
+		if err != nil {
+			return err
+		}
+		for _, m := range missing {
+			msg := fmt.Sprintf("secret %q: missing binding: %s", e.SecretID, m)
+			if e.IAMUser != "" && m.Target == e.IAMUser {
+				msg += " (or `keyrotor inventory apply`, which binds iam_user)"
+			}
+			issues = append(issues, Issue{e.Line, msg})
+		}
+	}
+	if len(issues) > 0 {
+		return &Error{File: file, Issues: issues}
+	}
+	return nil
+}

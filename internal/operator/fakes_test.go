@@ -58,8 +58,7 @@ func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...
 
 // fakeIAM holds IAM users' tags; a user not in tags does not exist.
 type fakeIAM struct {
-	tags   map[string]map[string]string
-	tagged []string // users TagUser was called for
+	tags map[string]map[string]string
 }
 
 func (f *fakeIAM) ListUserTags(_ context.Context, in *iam.ListUserTagsInput, _ ...func(*iam.Options)) (*iam.ListUserTagsOutput, error) {
