@@ -114,15 +114,21 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 	if opts.Emergency && !hasKeyAPI(cur.Provider) {
 		return res, refused(op, id, "%s keys cannot be rotated by API. At %s now: roll the key in the dashboard with the old key expiring now; then store the new key with `keyrotor import %s --old-key-expires 0s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
 	}
-	if !opts.Emergency {
-		if v, held := s.tags[keyrotor.TagRollbackUntil]; held {
-			until, ok := keyrotor.RollbackHold(v)
-			switch {
-			case !ok:
-				return res, refused(op, id, "the tag %s=%q is not an RFC 3339 time, so the rotation function refuses plain rotations; fix or remove the tag (or use --emergency for a leaked key)", keyrotor.TagRollbackUntil, v)
-			case o.now().Before(until):
-				return res, refused(op, id, "plain rotations are held until %s after a rollback (%s): find and fix why the new key did not work, then rotate; --emergency is not held", until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil)
+	if v, held := s.tags[keyrotor.TagRollbackUntil]; held {
+		until, ok := keyrotor.RollbackHold(v)
+		switch {
+		case opts.Emergency && (!ok || o.now().Before(until)):
+			// The hold keeps the key a rollback restored from the revoker;
+			// an emergency supersedes that key, which must die now.
+			o.progress("%s: lifting the rollback hold (%s=%s): an emergency rotation revokes every superseded key", res.Secret, keyrotor.TagRollbackUntil, v)
+			if err := o.setHold(ctx, id, o.now().UTC().Truncate(time.Second)); err != nil {
+				return res, fmt.Errorf("%s %s: %w; nothing was rotated", op, id, err)
 			}
+		case opts.Emergency:
+		case !ok:
+			return res, refused(op, id, "the tag %s=%q is not an RFC 3339 time, so the rotation function refuses plain rotations; fix or remove the tag (or use --emergency for a leaked key)", keyrotor.TagRollbackUntil, v)
+		case o.now().Before(until):
+			return res, refused(op, id, "plain rotations are held until %s after a rollback (%s): find and fix why the new key did not work, then rotate; --emergency is not held", until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil)
 		}
 	}
 	token := o.token()

@@ -391,3 +391,32 @@ func TestStatusListsMissingBindings(t *testing.T) {
 		}
 	}
 }
+
+// An emergency after a rollback lifts the rollback hold, under which the
+// revoker would keep the leaked key alive.
+func TestEmergencyLiftsTheRollbackHold(t *testing.T) {
+	e := newEnv(t)
+	const secret = "svc/leaked"
+	e.managedSecret(secret)
+	e.sm.Tag(secret, tagRollbackUntil, e.now.Add(time.Hour).Format(time.RFC3339))
+	e.sm.rotate = e.steps
+	revoker := revocation.NewHandler(e.sm, e.q, map[string]providers.Provider{"fake": e.p}, revocation.Options{Now: func() time.Time { return e.now }, Logger: quiet})
+	e.op.Sleep = func(context.Context, time.Duration) error {
+		msgs := e.q.msgs
+		e.q.msgs = nil
+		for _, m := range msgs {
+			if _, err := revoker.Process(context.Background(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.now = e.now.Add(time.Second)
+		return nil
+	}
+	if _, err := e.op.Rotate(context.Background(), secret, RotateOptions{Emergency: true, Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	until, err := time.Parse(time.RFC3339, tags(t, e, secret)[tagRollbackUntil])
+	if err != nil || until.After(e.now) {
+		t.Fatalf("%s=%s after an emergency (now %s): the hold still stands", tagRollbackUntil, tags(t, e, secret)[tagRollbackUntil], e.now)
+	}
+}
