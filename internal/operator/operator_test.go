@@ -164,7 +164,7 @@ func (e *env) current(secret string) providers.Credential {
 }
 
 func (e *env) managedSecret(name string) providers.Credential {
-	k := e.p.Add(providers.KeyName(name, "initial"))
+	k := e.p.Add("initial-" + name)
 	e.sm.Create(name, `{"provider":"fake","key":"`+k.Secret+`","key_id":"`+k.ID+`"}`, map[string]string{rotation.TagManaged: "true"})
 	e.sm.SetRotationEnabled(name, true)
 	return e.current(name)
