@@ -268,21 +268,6 @@ func (h *Handler) check(ctx context.Context, log *slog.Logger, m Message) (descr
 		return described{}, "", fmt.Errorf("revoke key %s of %s: secretsmanager.DescribeSecret answered an ARN the revoker cannot read: %w", m.KeyID, m.SecretID, err)
 	}
 	sec := described{id: id, versions: desc.VersionIdsToStages}
-	for _, t := range desc.Tags {
-		if aws.ToString(t.Key) != keyrotor.TagRollbackUntil {
-			continue
-		}
-		// A rollback is moving labels back (it sets the tag first): the
-		// key the message names may be about to become current again.
-		if until, ok := keyrotor.RollbackHold(aws.ToString(t.Value)); !ok || h.opts.Now().Before(until) {
-			log.Warn("deferring revocation: a rollback holds the secret (tag "+keyrotor.TagRollbackUntil+")", "until", aws.ToString(t.Value))
-			res, err := h.resend(ctx, m, h.opts.DeferInterval, Deferred)
-			if err == nil {
-				h.count(m.Provider, MetricDeferred, "")
-			}
-			return sec, res, err
-		}
-	}
 	oldStages := desc.VersionIdsToStages[m.OldVersionID]
 	newStages := desc.VersionIdsToStages[m.NewVersionID]
 	switch {
@@ -310,6 +295,24 @@ func (h *Handler) check(ctx context.Context, log *slog.Logger, m Message) (descr
 		log.Warn("not revoking: the abandoned version is AWSPREVIOUS now; the rotation that superseded it revokes it")
 		h.count(m.Provider, MetricSkipped, "")
 		return sec, Skipped, nil
+	}
+	if m.IsEmergency() {
+		return sec, "", nil // a leaked key waits for no rollback
+	}
+	for _, t := range desc.Tags {
+		if aws.ToString(t.Key) != keyrotor.TagRollbackUntil {
+			continue
+		}
+		// A rollback is moving labels back (it sets the tag first): the
+		// key the message names may be about to become current again.
+		if until, ok := keyrotor.RollbackHold(aws.ToString(t.Value)); !ok || h.opts.Now().Before(until) {
+			log.Warn("deferring revocation: a rollback holds the secret (tag "+keyrotor.TagRollbackUntil+")", "until", aws.ToString(t.Value))
+			res, err := h.resend(ctx, m, h.opts.DeferInterval, Deferred)
+			if err == nil {
+				h.count(m.Provider, MetricDeferred, "")
+			}
+			return sec, res, err
+		}
 	}
 	return sec, "", nil
 }

@@ -2,11 +2,11 @@ package rotation_test
 
 import (
 	"fmt"
-	"github.com/keyrotor/keyrotor"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/internal/smfake"
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/providers/adminsecret"

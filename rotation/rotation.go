@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/keyrotor/keyrotor"
 	"log/slog"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/metrics"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/revocation"

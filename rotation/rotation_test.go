@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/keyrotor/keyrotor"
 	"log/slog"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/internal/fakeprovider"
 	"github.com/keyrotor/keyrotor/internal/smfake"
 	"github.com/keyrotor/keyrotor/internal/testenv"

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/internal/operator"
 )
 
@@ -14,7 +15,7 @@ import (
 func TestOperatorHelp(t *testing.T) {
 	root := newRootCmd()
 	for _, path := range [][]string{
-		{"status"}, {"rotate"}, {"rollback"}, {"unstick"}, {"import"},
+		{"status"}, {"rotate"}, {"rollback"}, {"unstick"}, {"revoke-key"}, {"import"},
 		{"inventory", "validate"}, {"inventory", "plan"}, {"inventory", "apply"},
 	} {
 		cmd, _, err := root.Find(path)
@@ -46,6 +47,7 @@ func TestExitCodes(t *testing.T) {
 		{problemsError{"2 problems"}, 3},
 		{&operator.RefusedError{Op: "rollback", Secret: "s", Reason: "no previous version"}, 4},
 		{fmt.Errorf("x: %w", &operator.RefusedError{Op: "rotate"}), 4},
+		{&inventory.RefusedError{Refusals: []string{"s: bound elsewhere"}}, 4},
 		{&operator.StepError{Secret: "s", Step: "createSecret", Reason: "vendor down"}, 1},
 	} {
 		if got := cliExitCode(tc.err); got != tc.want {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/spf13/cobra"
 
@@ -48,8 +49,11 @@ func newInventoryValidateCmd() *cobra.Command {
 		Short: "Check an inventory file; every problem is reported with its line",
 		Long: `validate parses FILE and checks every field: known providers, 5-field cron schedules
 Secrets Manager can run, durations, grace periods shorter than the rotation interval,
-secret names, duplicate entries. Unless --offline, it also checks in Secrets Manager that
-every secret exists and holds a value of the inventory's provider. Problems are printed as
+secret names, duplicate entries, iam_user on IAM keys only. Unless --offline, it also checks
+in Secrets Manager that every secret exists and holds a value of the inventory's provider,
+and lists the bindings each secret lacks, with the command that adds each: an IAM user
+without the tag keyrotor:secret = the secret's ARN, an admin secret (admin_secret_id) whose
+keyrotor:admin-for patterns do not match the secret's name. Problems are printed as
 FILE:LINE: message, and validate exits 3.`,
 		Example: `  keyrotor inventory validate --offline inventory.yaml
   keyrotor inventory validate inventory.yaml`,
@@ -64,7 +68,11 @@ FILE:LINE: message, and validate exits 3.`,
 				if err != nil {
 					return err
 				}
-				if _, err := inventory.Check(cmd.Context(), c.SecretsManager, args[0], entries); err != nil {
+				described, err := inventory.Check(cmd.Context(), c.SecretsManager, args[0], entries)
+				if err != nil {
+					return exitWith(cmd, inventoryProblems(cmd, err))
+				}
+				if err := inventory.CheckAllBindings(cmd.Context(), c.SecretsManager, iam.NewFromConfig(c.Config), args[0], entries, described); err != nil {
 					return exitWith(cmd, inventoryProblems(cmd, err))
 				}
 			}
@@ -145,12 +153,12 @@ The rotation function of each provider comes from --function-arn PROVIDER=ARN, e
 variable KEYROTOR_<PROVIDER>_FUNCTION_ARN (the local stack exports them), else --stack.`,
 		Example: `  keyrotor inventory plan inventory.yaml --stack keyrotor`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			changes, _, err := inventoryPlan(cmd, args[0], &arns)
+			changes, _, _, err := inventoryPlan(cmd, args[0], &arns)
 			if err != nil {
 				return exitWith(cmd, err)
 			}
 			printInventoryPlan(cmd.OutOrStdout(), changes)
-			return nil
+			return exitWith(cmd, inventory.Refusals(changes))
 		},
 	}
 	arns.add(cmd)
@@ -167,19 +175,33 @@ func newInventoryApplyCmd() *cobra.Command {
 		Short: "Tag the secrets and set their rotation schedules (never rotates now)",
 		Long: `apply validates FILE and plans as plan does, then changes what differs: it tags each
 secret (keyrotor:managed, keyrotor:grace-period, keyrotor:provider, the inventory's fields),
-then sets its rotation with RotateSecret and RotateImmediately=false, so that nothing rotates
-now. Applying the same file twice changes nothing the second time. It goes on past a secret
-it cannot change, reports one progress line per secret on standard error, and exits 1 if any
-secret failed.`,
+binds the IAM user an api key names in iam_user (iam:TagUser keyrotor:secret = the secret's
+ARN; on failure it prints the aws command that does it), then sets its rotation with
+RotateSecret and RotateImmediately=false, so that nothing rotates now. Applying the same
+file twice changes nothing the second time. It goes on past a secret it cannot change,
+reports one progress line per secret on standard error, and exits 1 if any secret failed.
+
+It never writes an admin secret's keyrotor:admin-for (that widens what a management
+credential may be used for): it prints the command instead. It refuses (exit 4, nothing
+changed for any secret) when a secret's value names another IAM user than its iam_user, when
+the user is bound to another secret, or when the user does not exist.`,
 		Example: `  keyrotor inventory apply inventory.yaml --function-arn gateway=arn:aws:lambda:...`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			changes, sm, err := inventoryPlan(cmd, args[0], &arns)
+			changes, sm, iamc, err := inventoryPlan(cmd, args[0], &arns)
 			if err != nil {
 				return exitWith(cmd, err)
 			}
+			if err := inventory.Refusals(changes); err != nil {
+				return exitWith(cmd, err)
+			}
 			stderr := cmd.ErrOrStderr()
+			for _, c := range changes {
+				for _, note := range c.Notes {
+					fmt.Fprintf(stderr, "%s: note: %s\n", c.Entry.SecretID, note)
+				}
+			}
 			changed, failed := 0, 0
-			err = inventory.Apply(cmd.Context(), sm, changes, func(done, total int, c inventory.Change, err error) {
+			err = inventory.Apply(cmd.Context(), sm, iamc, changes, func(done, total int, c inventory.Change, err error) {
 				status := "unchanged"
 				switch {
 				case err != nil:
@@ -231,27 +253,28 @@ func inventoryProblems(cmd *cobra.Command, err error) error {
 }
 
 // inventoryPlan loads, checks and plans FILE with one AWS configuration,
-// and returns the Secrets Manager client apply goes on with.
-func inventoryPlan(cmd *cobra.Command, file string, arns *functionARNFlags) ([]inventory.Change, inventory.SecretsManager, error) {
+// and returns the Secrets Manager and IAM clients apply goes on with.
+func inventoryPlan(cmd *cobra.Command, file string, arns *functionARNFlags) ([]inventory.Change, inventory.SecretsManager, inventory.IAMTagger, error) {
 	inv, err := inventoryLoad(cmd, file)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c, err := function.NewClients(cmd.Context())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	resolve, err := arns.resolver(cmd.Context(), c.Config)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	entries := inv.Entries()
 	described, err := inventory.Check(cmd.Context(), c.SecretsManager, file, entries)
 	if err != nil {
-		return nil, nil, inventoryProblems(cmd, err)
+		return nil, nil, nil, inventoryProblems(cmd, err)
 	}
-	changes, err := inventory.Plan(cmd.Context(), c.SecretsManager, entries, described, resolve)
-	return changes, c.SecretsManager, err
+	iamc := iam.NewFromConfig(c.Config)
+	changes, err := inventory.Plan(cmd.Context(), c.SecretsManager, iamc, entries, described, resolve)
+	return changes, c.SecretsManager, iamc, err
 }
 
 func printInventoryPlan(w io.Writer, changes []inventory.Change) {
@@ -271,8 +294,14 @@ func printInventoryPlan(w io.Writer, changes []inventory.Change) {
 		for _, k := range keys {
 			fmt.Fprintf(w, "    tag %s = %s\n", k, c.SetTags[k])
 		}
+		if c.BindUser != "" {
+			fmt.Fprintf(w, "    bind IAM user %s: tag keyrotor:secret = this secret's ARN\n", c.BindUser)
+		}
 		if r := c.Rotation; r != nil {
 			fmt.Fprintf(w, "    rotation: %s, schedule %s, window %s (not rotated now)\n", r.FunctionARN, r.Expression, r.Window)
+		}
+		if c.Refused != "" {
+			fmt.Fprintf(w, "    REFUSED: %s\n", c.Refused)
 		}
 		for _, note := range c.Notes {
 			fmt.Fprintf(w, "    note: %s\n", note)

@@ -45,6 +45,7 @@ after "keyrotor local", eval its exports to point everything at the local stack.
 		newRotateCmd(),
 		newRollbackCmd(),
 		newUnstickCmd(),
+		newRevokeKeyCmd(),
 		newImportCmd(),
 		newInventoryCmd(),
 	)

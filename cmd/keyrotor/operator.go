@@ -8,10 +8,13 @@ import (
 	"os"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/spf13/cobra"
 
 	"github.com/keyrotor/keyrotor/internal/function"
 	"github.com/keyrotor/keyrotor/internal/function/all"
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/stripe"
@@ -75,6 +78,12 @@ func newOperator(cmd *cobra.Command) (*operator.Operator, error) {
 		SM:        c.SecretsManager,
 		Providers: lookup,
 		Progress:  func(msg string) { fmt.Fprintln(stderr, msg) },
+		Lambda:    lambda.NewFromConfig(c.Config),
+		SQS:       c.SQS,
+		IAM:       iam.NewFromConfig(c.Config),
+		// Used only when the rotation function's own REVOCATION_QUEUE_URL
+		// cannot be read (the local stack exports it).
+		RevocationQueueURL: os.Getenv("KEYROTOR_REVOCATION_QUEUE_URL"),
 	}, nil
 }
 
@@ -93,6 +102,7 @@ func (e problemsError) Error() string { return e.msg }
 func cliExitCode(err error) int {
 	var u usageError
 	var p problemsError
+	var r *inventory.RefusedError
 	switch {
 	case err == nil:
 		return operator.ExitOK
@@ -100,6 +110,8 @@ func cliExitCode(err error) int {
 		return operator.ExitUsage
 	case errors.As(err, &p):
 		return operator.ExitProblems
+	case errors.As(err, &r):
+		return operator.ExitRefused
 	}
 	return operator.ExitCode(err)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,10 +29,15 @@ the failing step and its reason if it fails or does not finish within --timeout.
 
 --emergency is for a leaked key: it tags the secret keyrotor:emergency-token with this
 rotation's ClientRequestToken, so the rotation function uses a grace period of 0 and the
-revoker revokes the old key as soon as the new key has passed testSecret, without waiting
-for it to fall silent. It waits for the rotation, then until the vendor confirms that the
-old key is revoked, and says so. Applications still holding the old key fail until they
-read the new one.`,
+revoker revokes the superseded keys as soon as the new key has passed testSecret, without
+waiting for them to fall silent. It waits for the rotation, then, with a progress line
+whenever the set changes, until the vendor confirms that every superseded key of the secret
+is revoked: the leaked key, the key still in grace from the rotation before (AWSPREVIOUS),
+and the keys of unlabelled versions. It exits 0 only then; otherwise, after --timeout, it
+exits 1 listing each key still live with the command that revokes it now
+("keyrotor revoke-key SECRET KEY_ID"). Applications still holding an old key fail until
+they read the new one. A Stripe key cannot be rotated by API: it says what to do at Stripe
+(roll the key in the dashboard, then "keyrotor import").`,
 		Example: `  keyrotor rotate demo/gateway --wait
   keyrotor rotate prod/internal-gateway-key --emergency   # a leaked key`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,7 +55,15 @@ read the new one.`,
 			}
 			switch {
 			case res.Emergency:
-				fmt.Fprintf(w, "%s: emergency rotation done: key %s is AWSCURRENT; the old key %s is revoked\n", res.Secret, res.NewKeyID, dashIfEmpty(res.OldKeyID))
+				ids := make([]string, 0, len(res.Superseded))
+				for _, k := range res.Superseded {
+					ids = append(ids, k.KeyID)
+				}
+				revoked := "no other key was held by the secret"
+				if len(ids) > 0 {
+					revoked = "every superseded key is revoked: " + strings.Join(ids, ", ")
+				}
+				fmt.Fprintf(w, "%s: emergency rotation done: key %s is AWSCURRENT; %s\n", res.Secret, res.NewKeyID, revoked)
 			case res.Finished:
 				fmt.Fprintf(w, "%s: rotated: key %s is AWSCURRENT (version %s); the old key %s stays valid for its grace period\n", res.Secret, res.NewKeyID, res.VersionID, dashIfEmpty(res.OldKeyID))
 			default:
@@ -60,7 +74,7 @@ read the new one.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&opts.Wait, "wait", false, "follow the rotation until the new key is AWSCURRENT")
-	f.BoolVar(&opts.Emergency, "emergency", false, "grace period 0: revoke the old key as soon as the new key works, and wait until it is revoked")
+	f.BoolVar(&opts.Emergency, "emergency", false, "grace period 0: revoke the superseded keys as soon as the new key works, and wait until every one is revoked")
 	f.DurationVar(&opts.Timeout, "timeout", 15*time.Minute, "how long --wait and --emergency wait")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return operatorCommand(cmd, cobra.ExactArgs(1))

@@ -25,11 +25,15 @@ provider and key id (never the key), the key's age, the rotation interval and sc
 the last and next rotation, whether a rotation is in progress or stuck, and whether the
 previous key is still live at the vendor (its grace period) or revoked. It asks the vendor
 about the previous key without using it (the key's last use or the key list), so that the
-question does not count as use.
+question does not count as use. The grace period is the one the rotation function uses: the
+secret's keyrotor:grace-period tag, else the function's GRACE_PERIOD (read with
+lambda:GetFunctionConfiguration); when neither can be read it says "grace unknown".
 
 Problems (a stuck rotation, a key older than 1.5 × its interval, rotation not enabled, a
-previous key still live long after its grace period, a vendor that cannot be asked) are
-marked with ✗ and listed under the table; then status exits with 3.`,
+previous key still live long after its grace period, a vendor that cannot be asked, a
+missing binding: an IAM user without the tag keyrotor:secret = the secret's ARN, an admin
+secret whose keyrotor:admin-for does not match the secret's name, each with the command that
+adds it) are marked with ✗ and listed under the table; then status exits with 3.`,
 		Example: `  keyrotor status
   keyrotor status demo/gateway --json | jq '.[0].previous'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -108,7 +112,11 @@ func previousCell(st operator.Status, now time.Time) string {
 	if st.PreviousKeyID != "" {
 		s += " (" + st.PreviousKeyID + ")"
 	}
-	if st.GraceUntil != nil && (st.Previous == operator.PreviousLive || st.Previous == operator.PreviousExpires || st.Previous == operator.PreviousUnknown) {
+	inGrace := st.Previous == operator.PreviousLive || st.Previous == operator.PreviousExpires || st.Previous == operator.PreviousUnknown
+	if st.GraceUntil == nil && st.GraceUnknown != "" && st.PreviousKeyID != "" && inGrace {
+		s += ", grace unknown"
+	}
+	if st.GraceUntil != nil && inGrace {
 		if now.Before(*st.GraceUntil) {
 			s += ", grace ends in " + operator.FormatAge(st.GraceUntil.Sub(now))
 		} else {

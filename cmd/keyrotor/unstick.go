@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,15 +16,21 @@ func newUnstickCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "unstick SECRET",
-		Short: "Clear a stuck rotation and revoke the key it minted",
+		Short: "Clear a stuck rotation and queue the revocation of the key it minted",
 		Long: `unstick clears a rotation that will not finish (AWSPENDING on a version that is not
-AWSCURRENT, which blocks every later rotation): it revokes at the vendor the key that attempt
-minted (the pending version's key and any key the vendor lists under that attempt's name),
-then removes AWSPENDING, so that rotation can run again. The current and previous keys are
-never touched.
+AWSCURRENT, which blocks every later rotation): it removes AWSPENDING, so that rotation can
+run again, then queues the revocation of the key that attempt stored in the version (reason
+"abandoned") to the revoker, delayed past the rotation function's timeout (read with
+lambda:GetFunctionConfiguration, else 900 s) plus 2 minutes. It never revokes a key itself:
+a finishSecret of the attempt that had already passed its checks can still make that version
+AWSCURRENT, and the revoker revokes the key only if the version is still unlabelled when the
+message fires. Keys the vendor lists under the attempt's key name that no version holds are
+revoked by the next rotation's createSecret. The current and previous keys are never touched.
 
-It refuses (exit 4) when no rotation is pending, and when the pending rotation started less
-than 30 minutes ago and may still be running, unless --force.`,
+The revocation queue is the rotation function's REVOCATION_QUEUE_URL, else
+KEYROTOR_REVOCATION_QUEUE_URL. It refuses (exit 4, nothing changed) when no rotation is
+pending, when no queue is known, and when the pending rotation started less than 30 minutes
+ago and may still be running, unless --force.`,
 		Example: `  keyrotor unstick demo/gateway
   keyrotor unstick demo/gateway --force && keyrotor rotate demo/gateway --wait`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -40,11 +46,13 @@ than 30 minutes ago and may still be running, unless --force.`,
 			if asJSON {
 				return printJSON(w, res)
 			}
-			revoked := "no key had been minted"
-			if len(res.Revoked) > 0 {
-				revoked = "revoked " + strings.Join(res.Revoked, ", ")
+			fmt.Fprintf(w, "%s: cleared the rotation of version %s; rotation can run again\n", res.Secret, res.Version)
+			if res.QueuedKeyID != "" {
+				fmt.Fprintf(w, "%s: the revocation of key %s is queued; the revoker revokes it at %s at the earliest\n", res.Secret, res.QueuedKeyID, res.RevokeNotBefore.Format(time.RFC3339))
 			}
-			fmt.Fprintf(w, "%s: cleared the rotation of version %s (%s); rotation can run again\n", res.Secret, res.Version, revoked)
+			if res.Note != "" {
+				fmt.Fprintf(w, "%s: %s\n", res.Secret, res.Note)
+			}
 			return nil
 		},
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/keyrotor/keyrotor"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/providers/gateway"
 )
 

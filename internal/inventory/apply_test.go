@@ -77,6 +77,10 @@ func applyEntry(t *testing.T) Entry {
 		Tags: map[string]string{rotation.TagManaged: "true", TagProvider: "gateway"}}.finish()
 }
 
+func functionARN(string) (string, error) {
+	return "arn:aws:lambda:us-east-1:123456789012:function:keyrotor-gateway-rotation", nil
+}
+
 // plan runs Check and Plan as `inventory apply` does.
 func plan(t *testing.T, sm SecretsManager, entries []Entry) []Change {
 	t.Helper()
@@ -85,9 +89,7 @@ func plan(t *testing.T, sm SecretsManager, entries []Entry) []Change {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes, err := Plan(ctx, sm, entries, described, func(string) (string, error) {
-		return "arn:aws:lambda:us-east-1:123456789012:function:keyrotor-gateway-rotation", nil
-	})
+	changes, err := planIAM(ctx, sm, nil, entries, described)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func TestApplySetsTheScheduleOnce(t *testing.T) {
 	if got := f.Calls("DescribeSecret"); got != 1 {
 		t.Errorf("DescribeSecret called %d times by Check and Plan, want 1", got)
 	}
-	if err := Apply(context.Background(), f, changes, nil); err != nil {
+	if err := applyIAM(context.Background(), f, nil, changes); err != nil {
 		t.Fatal(err)
 	}
 	if f.rotations != 1 || f.Calls("UpdateSecretVersionStage") != 0 || f.Calls("PutSecretValue") != 0 {
@@ -132,7 +134,7 @@ func TestApplyLeavesAnotherRotationsPending(t *testing.T) {
 	f.Create(applySecret, applyValue, nil)
 	changes := plan(t, f, []Entry{applyEntry(t)})
 	f.StartRotation(applySecret, "other-rotation") // after the plan
-	if err := Apply(context.Background(), f, changes, nil); err != nil {
+	if err := applyIAM(context.Background(), f, nil, changes); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.Stages(applySecret)["other-rotation"]; !slices.Contains(got, rotation.Pending) {
@@ -146,7 +148,7 @@ func TestApplyRefusesDuringRotation(t *testing.T) {
 	f := newRotateSM()
 	f.Create(applySecret, applyValue, nil)
 	f.StartRotation(applySecret, "in-progress")
-	err := Apply(context.Background(), f, plan(t, f, []Entry{applyEntry(t)}), nil)
+	err := applyIAM(context.Background(), f, nil, plan(t, f, []Entry{applyEntry(t)}))
 	if err == nil || f.rotations != 0 {
 		t.Fatalf("err %v, %d RotateSecret calls: want a refusal", err, f.rotations)
 	}

@@ -49,6 +49,10 @@ type APIKey struct {
 	SupportsDualKey   bool
 	ProviderAPI       string
 	Criticality       string
+	// IAMUser (iam_user, IAM keys only) is the IAM user the secret rotates:
+	// apply binds it to the secret (the user's tag keyrotor:secret = the
+	// secret's ARN), as the rotation functions require.
+	IAMUser string
 }
 
 // Schedule is one entry of rotation_schedules.
@@ -308,7 +312,10 @@ func (f *fields) tagSafe(name, s string) bool {
 	return true
 }
 
-var apiKeyFields = []string{"name", "provider", "environment", "used_by", "vault_path", "rotation_frequency", "supports_dual_key", "provider_api", "criticality"}
+var apiKeyFields = []string{"name", "provider", "environment", "used_by", "vault_path", "rotation_frequency", "supports_dual_key", "provider_api", "criticality", "iam_user"}
+
+// iamUserName is what IAM accepts in a user name.
+var iamUserName = regexp.MustCompile(`^[A-Za-z0-9_+=,.@-]{1,64}$`)
 
 func (p *parser) apiKey(n *yaml.Node) (APIKey, bool) {
 	f := p.fields(n, apiKeyFields...)
@@ -363,6 +370,18 @@ func (p *parser) apiKey(n *yaml.Node) (APIKey, bool) {
 	k.Criticality, good = f.str("criticality", false)
 	if good && k.Criticality != "" && !slices.Contains(criticalities, k.Criticality) {
 		p.add(f.line("criticality"), fmt.Sprintf("criticality %q is not one of %s", k.Criticality, strings.Join(criticalities, ", ")))
+		good = false
+	}
+	check(good)
+	k.IAMUser, good = f.str("iam_user", false)
+	switch {
+	case !good:
+	case k.IAMUser == "":
+	case k.Provider.Name != iamProvider:
+		p.add(f.line("iam_user"), fmt.Sprintf("iam_user is for AWS IAM keys only, not %s", k.Provider.Name))
+		good = false
+	case !iamUserName.MatchString(k.IAMUser):
+		p.add(f.line("iam_user"), fmt.Sprintf("iam_user %q is not an IAM user name (letters, digits and _+=,.@- only, at most 64)", k.IAMUser))
 		good = false
 	}
 	check(good)

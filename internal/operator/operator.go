@@ -14,16 +14,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/keyrotor/keyrotor"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/vendorhttp"
+	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
@@ -74,6 +76,23 @@ type Operator struct {
 	StuckAfter time.Duration
 	// NewToken returns a fresh ClientRequestToken (default: a UUID v4).
 	NewToken func() string
+
+	// Lambda reads a secret's rotation function (timeout, GRACE_PERIOD,
+	// REVOCATION_QUEUE_URL); nil: the function cannot be read.
+	Lambda Lambda
+	// SQS sends revocation messages (unstick) to the queue named by the
+	// rotation function's REVOCATION_QUEUE_URL, else RevocationQueueURL.
+	SQS                revocation.SQS
+	RevocationQueueURL string
+	// IAM reads IAM users' tags, to check their binding to a secret
+	// (status); nil: IAM bindings are reported as not checked.
+	IAM inventory.IAM
+	// AbandonMargin is added to the rotation function's timeout before an
+	// abandoned key may be revoked (default AbandonMarginDefault).
+	AbandonMargin time.Duration
+
+	mu        sync.Mutex
+	functions map[string]functionConfig // by function ARN, see function
 }
 
 func (o *Operator) now() time.Time {
@@ -219,30 +238,48 @@ func newSecret(id string, desc *secretsmanager.DescribeSecretOutput) *secret {
 
 // versionDates fills s.created with ListSecretVersionIds.
 func (o *Operator) versionDates(ctx context.Context, op string, s *secret) error {
-	in := &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(s.id)}
+	versions, err := o.versions(ctx, op, s.id)
+	if err != nil {
+		return err
+	}
+	for _, v := range versions {
+		if v.CreatedDate != nil {
+			s.created[aws.ToString(v.VersionId)] = *v.CreatedDate
+		}
+	}
+	return nil
+}
+
+// versions lists every version of the secret, unlabelled (deprecated) ones
+// included, over all pages.
+func (o *Operator) versions(ctx context.Context, op, id string) ([]smtypes.SecretVersionsListEntry, error) {
+	var all []smtypes.SecretVersionsListEntry
+	in := &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(id), IncludeDeprecated: aws.Bool(true)}
 	for {
 		out, err := o.SM.ListSecretVersionIds(ctx, in)
 		if err != nil {
-			return fmt.Errorf("%s %s: secretsmanager.ListSecretVersionIds: %w", op, s.id, err)
+			return nil, fmt.Errorf("%s %s: secretsmanager.ListSecretVersionIds: %w", op, id, err)
 		}
-		for _, v := range out.Versions {
-			if v.CreatedDate != nil {
-				s.created[aws.ToString(v.VersionId)] = *v.CreatedDate
-			}
-		}
+		all = append(all, out.Versions...)
 		if aws.ToString(out.NextToken) == "" {
-			return nil
+			return all, nil
 		}
 		in.NextToken = out.NextToken
 	}
 }
 
-// read reads and parses the value of a version (by stage, and by id when
-// version is set). found is false when it has no value.
+// read reads and parses the value of a version (by stage when stage is
+// set, and by id when version is set). found is false when it has no value.
 func (o *Operator) read(ctx context.Context, op, id, stage, version string) (cred providers.Credential, found bool, err error) {
-	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionStage: aws.String(stage)}
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)}
+	if stage != "" {
+		in.VersionStage = aws.String(stage)
+	}
 	if version != "" {
 		in.VersionId = aws.String(version)
+	}
+	if stage == "" {
+		stage = "version " + version
 	}
 	out, err := o.SM.GetSecretValue(ctx, in)
 	if err != nil {
@@ -334,12 +371,4 @@ func has(stages []string, label string) bool {
 		}
 	}
 	return false
-}
-
-// gracePeriod is the secret's grace period tag, else the default.
-func gracePeriod(tags map[string]string) time.Duration {
-	if d, err := time.ParseDuration(tags[rotation.TagGracePeriod]); err == nil && d >= 0 {
-		return d
-	}
-	return rotation.DefaultGracePeriod
 }

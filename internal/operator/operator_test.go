@@ -3,7 +3,6 @@ package operator
 import (
 	"context"
 	"errors"
-	"github.com/keyrotor/keyrotor"
 	"io"
 	"log/slog"
 	"reflect"
@@ -34,6 +33,21 @@ import (
 type fakeSM struct {
 	*smfake.SM
 	rotate func(secret, token string) error
+	// beforeStage and afterStage run around UpdateSecretVersionStage,
+	// outside smfake's lock, so that they may change the secret (a step
+	// of the rotation function racing the operator).
+	beforeStage, afterStage func()
+}
+
+func (f *fakeSM) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
+	if f.beforeStage != nil {
+		f.beforeStage()
+	}
+	out, err := f.SM.UpdateSecretVersionStage(ctx, in, opts...)
+	if err == nil && f.afterStage != nil {
+		f.afterStage()
+	}
+	return out, err
 }
 
 // DescribeSecret names a rotation function, as for a secret under rotation.
@@ -70,10 +84,6 @@ func (f *fakeSM) ListSecrets(context.Context, *secretsmanager.ListSecretsInput, 
 	return &secretsmanager.ListSecretsOutput{}, nil
 }
 
-func (f *fakeSM) ListSecretVersionIds(context.Context, *secretsmanager.ListSecretVersionIdsInput, ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretVersionIdsOutput, error) {
-	return &secretsmanager.ListSecretVersionIdsOutput{}, nil
-}
-
 // queue keeps the revocation messages the engine sends.
 type queue struct{ msgs []revocation.Message }
 
@@ -91,16 +101,25 @@ type env struct {
 	q   *queue
 	op  *Operator
 	now time.Time
+	// The rotation function's configuration, the revocation queue the
+	// operator sends to, and IAM users' tags (wired by wire).
+	lambda *fakeLambda
+	sqs    *fakeSQS
+	iam    *fakeIAM
 }
 
 func newEnv(t *testing.T) *env {
-	e := &env{t: t, sm: &fakeSM{SM: smfake.New()}, p: fakeprovider.New(), q: &queue{}, now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	e := &env{t: t, sm: &fakeSM{SM: smfake.New()}, p: fakeprovider.New(), q: &queue{}, now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
+		lambda: &fakeLambda{timeout: 60, env: map[string]string{"REVOCATION_QUEUE_URL": fakeQueueURL, "GRACE_PERIOD": "1h"}},
+		sqs:    &fakeSQS{}, iam: &fakeIAM{tags: map[string]map[string]string{}}}
 	e.op = &Operator{SM: e.sm, Providers: func(name string) (providers.Provider, error) {
 		if name != "fake" {
 			return nil, errors.New("unknown")
 		}
 		return e.p, nil
 	}, Now: func() time.Time { return e.now }}
+	e.p.Now = func() time.Time { return e.now }
+	wire(e)
 	return e
 }
 
@@ -114,10 +133,18 @@ func (e *env) rotate(secret, token string) {
 }
 
 func (e *env) steps(secret, token string) error {
+	return e.stepsUpTo(secret, token, "finishSecret")
+}
+
+// stepsUpTo runs the engine's steps up to and including last.
+func (e *env) stepsUpTo(secret, token, last string) error {
 	r := rotation.New(e.sm, e.p, e.q, rotation.Options{GracePeriod: time.Hour, Now: func() time.Time { return e.now }, Logger: quiet})
 	for _, step := range []string{"createSecret", "setSecret", "testSecret", "finishSecret"} {
 		if err := r.Handle(context.Background(), events.SecretsManagerSecretRotationEvent{Step: step, SecretID: secret, ClientRequestToken: token}); err != nil {
 			return err
+		}
+		if step == last {
+			break
 		}
 	}
 	return nil
@@ -137,7 +164,7 @@ func (e *env) current(secret string) providers.Credential {
 }
 
 func (e *env) managedSecret(name string) providers.Credential {
-	k := e.p.Add(keyrotor.KeyName(keyrotor.Identity{Name: name}, "initial"))
+	k := e.p.Add("initial-" + name)
 	e.sm.Create(name, `{"provider":"fake","key":"`+k.Secret+`","key_id":"`+k.ID+`"}`, map[string]string{rotation.TagManaged: "true"})
 	e.sm.SetRotationEnabled(name, true)
 	return e.current(name)

@@ -3,10 +3,14 @@ package operator
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor"
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -20,14 +24,30 @@ type RollbackResult struct {
 	FailedKeyID     string `json:"failed_key_id"`
 	// FailedKeyRevoked is false when the vendor cannot revoke by API
 	// (Note says what to do).
-	FailedKeyRevoked bool   `json:"failed_key_revoked"`
-	Note             string `json:"note,omitempty"`
+	FailedKeyRevoked bool `json:"failed_key_revoked"`
+	// HeldUntil is the keyrotor:rollback-until time set on the secret:
+	// until then plain rotations are refused and the revoker does not
+	// revoke the secret's superseded keys.
+	HeldUntil *time.Time `json:"held_until,omitempty"`
+	Note      string     `json:"note,omitempty"`
 }
 
 // Rollback is the guide's rollback procedure (Step 6). It refuses when the
 // secret has no previous version, or when the previous key is no longer
-// valid at the vendor. Otherwise it moves AWSCURRENT back to the previous
-// version, then revokes the failed new key.
+// valid at the vendor. Otherwise:
+//
+//  1. it tags the secret keyrotor:rollback-until = now + grace + 15 min,
+//     before anything else changes: the revoker does not revoke the
+//     secret's superseded keys while the tag holds a future time (it checks
+//     right before it revokes), and createSecret refuses plain rotations
+//     (the runbook's hold);
+//  2. it moves AWSCURRENT back to the previous version;
+//  3. it verifies the restored key at the vendor. A revoker that had
+//     passed its last check before the tag was set may still have revoked
+//     it: then AWSCURRENT goes back to the failed version, nothing is
+//     revoked, the hold is lifted (a rotation is what is needed now), and
+//     Rollback fails saying both facts;
+//  4. only then it revokes the failed new key.
 //
 // The rotation that made the failed key current has queued the revocation
 // of the restored key. The revoker skips that message: the restored key is
@@ -42,7 +62,7 @@ func (o *Operator) Rollback(ctx context.Context, id string) (RollbackResult, err
 	}
 	res := RollbackResult{Secret: s.name()}
 	if s.pending != "" {
-		return res, refused(op, id, "a rotation is in progress (AWSPENDING is on version %s); if it is stuck, `keyrotor unstick %s` clears it and revokes its key", s.pending, id)
+		return res, refused(op, id, "a rotation is in progress (AWSPENDING is on version %s); if it is stuck, `keyrotor unstick %s` clears it", s.pending, id)
 	}
 	if s.previous == "" || s.previous == s.current {
 		return res, refused(op, id, "there is no previous version to roll back to")
@@ -79,27 +99,77 @@ func (o *Operator) Rollback(ctx context.Context, id string) (RollbackResult, err
 		return res, refused(op, id, "the previous key %s is no longer valid at %s (already revoked), so there is nothing to roll back to; rotate instead (`keyrotor rotate %s`)", prev.KeyID, cur.Provider, id)
 	}
 
-	o.progress("%s: moving AWSCURRENT back to version %s (key %s)", res.Secret, s.previous, prev.KeyID)
-	if _, err := o.SM.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
-		SecretId:            aws.String(id),
-		VersionStage:        aws.String(rotation.Current),
-		MoveToVersionId:     aws.String(s.previous),
-		RemoveFromVersionId: aws.String(s.current),
-	}); err != nil {
-		return res, fmt.Errorf("%s %s: secretsmanager.UpdateSecretVersionStage (move AWSCURRENT to %s): %w; nothing was changed", op, id, s.previous, err)
+	grace, ok, _ := o.grace(ctx, s)
+	if !ok {
+		grace = RollbackGraceFallback
 	}
+	until := o.now().Add(grace + RollbackHoldMargin).UTC().Truncate(time.Second)
+	o.progress("%s: holding plain rotations and revocations until %s (%s)", res.Secret, until.Format(time.RFC3339), keyrotor.TagRollbackUntil)
+	if err := o.setHold(ctx, id, until); err != nil {
+		return res, fmt.Errorf("%s %s: %w; nothing was changed", op, id, err)
+	}
+	res.HeldUntil = &until
+
+	o.progress("%s: moving AWSCURRENT back to version %s (key %s)", res.Secret, s.previous, prev.KeyID)
+	if err := o.moveCurrent(ctx, id, s.previous, s.current); err != nil {
+		return res, fmt.Errorf("%s %s: %w; AWSCURRENT was not moved (the secret is tagged %s=%s: plain rotations are held until then)", op, id, err, keyrotor.TagRollbackUntil, until.Format(time.RFC3339))
+	}
+
+	// The revoker may have revoked the restored key after our check and
+	// before the tag: look again, now that it is AWSCURRENT.
+	if err := p.Verify(ctx, prev); err != nil {
+		if !providers.IsKind(err, providers.Permission) && !providers.IsKind(err, providers.NotFound) {
+			return res, fmt.Errorf("%s %s: key %s is AWSCURRENT again, but %s cannot confirm that it works: %w; the failed key %s was not revoked: check the restored key, then revoke the failed one (`keyrotor revoke-key %s %s`) or move AWSCURRENT back", op, id, prev.KeyID, cur.Provider, err, cur.KeyID, id, cur.KeyID)
+		}
+		o.progress("%s: the restored key %s does not work at %s: moving AWSCURRENT back to version %s (key %s)", res.Secret, prev.KeyID, cur.Provider, s.current, cur.KeyID)
+		if merr := o.moveCurrent(ctx, id, s.current, s.previous); merr != nil {
+			return res, fmt.Errorf("%s %s: the restored key %s was revoked at %s meanwhile (by the revoker?), and moving AWSCURRENT back to version %s (key %s) failed: %w; move it by hand: aws secretsmanager update-secret-version-stage --secret-id %s --version-stage AWSCURRENT --move-to-version-id %s --remove-from-version-id %s", op, id, prev.KeyID, cur.Provider, s.current, cur.KeyID, merr, inventory.ShellQuote(id), s.current, s.previous)
+		}
+		res.HeldUntil = nil
+		lifted := "the rotation hold is lifted"
+		if herr := o.setHold(ctx, id, o.now().UTC().Truncate(time.Second)); herr != nil {
+			lifted = fmt.Sprintf("lifting the rotation hold failed (%v): rotate with --emergency, which the hold does not stop", herr)
+		}
+		return res, fmt.Errorf("%s %s: the restored key %s no longer works at %s (it was revoked after rollback checked it, by the revoker?), so AWSCURRENT is back on version %s with key %s and nothing was revoked; %s. Rotate now for a fresh key: `keyrotor rotate %s --wait`", op, id, prev.KeyID, cur.Provider, s.current, cur.KeyID, lifted, id)
+	}
+
 	if cur.KeyID == "" {
 		res.Note = "the failed version records no key id: revoke its key at the vendor by hand"
 		return res, nil
 	}
-	o.progress("%s: revoking the failed key %s", res.Secret, cur.KeyID)
+	o.progress("%s: the restored key %s works; revoking the failed key %s", res.Secret, prev.KeyID, cur.KeyID)
 	if err := p.Revoke(ctx, prev, cur.KeyID); err != nil && !providers.IsKind(err, providers.NotFound) {
 		if providers.IsKind(err, providers.Invalid) {
 			res.Note = fmt.Sprintf("%s cannot revoke keys by API: delete the failed key %s at the vendor by hand", cur.Provider, cur.KeyID)
 			return res, nil
 		}
-		return res, fmt.Errorf("%s %s: service is restored (key %s is AWSCURRENT again), but revoking the failed key %s failed: %w; revoke it at the vendor", op, id, prev.KeyID, cur.KeyID, err)
+		return res, fmt.Errorf("%s %s: service is restored (key %s is AWSCURRENT again), but revoking the failed key %s failed: %w; revoke it with `keyrotor revoke-key %s %s`", op, id, prev.KeyID, cur.KeyID, err, id, cur.KeyID)
 	}
 	res.FailedKeyRevoked = true
 	return res, nil
+}
+
+// setHold tags the secret keyrotor:rollback-until=until (a time now or in
+// the past lifts the hold).
+func (o *Operator) setHold(ctx context.Context, id string, until time.Time) error {
+	if _, err := o.SM.TagResource(ctx, &secretsmanager.TagResourceInput{
+		SecretId: aws.String(id),
+		Tags:     []smtypes.Tag{{Key: aws.String(keyrotor.TagRollbackUntil), Value: aws.String(until.Format(time.RFC3339))}},
+	}); err != nil {
+		return fmt.Errorf("secretsmanager.TagResource (%s): %w", keyrotor.TagRollbackUntil, err)
+	}
+	return nil
+}
+
+// moveCurrent moves AWSCURRENT from version from to version to.
+func (o *Operator) moveCurrent(ctx context.Context, id, to, from string) error {
+	if _, err := o.SM.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId:            aws.String(id),
+		VersionStage:        aws.String(rotation.Current),
+		MoveToVersionId:     aws.String(to),
+		RemoveFromVersionId: aws.String(from),
+	}); err != nil {
+		return fmt.Errorf("secretsmanager.UpdateSecretVersionStage (move AWSCURRENT to %s): %w", to, err)
+	}
+	return nil
 }

@@ -2,14 +2,19 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor"
+	"github.com/keyrotor/keyrotor/internal/inventory"
+	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
@@ -38,6 +43,21 @@ type RotateResult struct {
 	// OldKeyRevoked is true once the vendor no longer knows the old key
 	// (Emergency only).
 	OldKeyRevoked bool `json:"old_key_revoked"`
+	// Superseded are the keys an emergency rotation waited for: every key
+	// of the secret's other versions (the old current, AWSPREVIOUS, the
+	// unlabelled ones), each as the vendor last answered.
+	Superseded []SupersededKey `json:"superseded,omitempty"`
+}
+
+// SupersededKey is a key of a version that is not AWSCURRENT.
+type SupersededKey struct {
+	KeyID   string   `json:"key_id"`
+	Version string   `json:"version"`
+	Labels  []string `json:"labels,omitempty"`
+	// State is live, revoked, or "" when the vendor could not say (Error).
+	State KeyState `json:"state"`
+	Error string   `json:"error,omitempty"`
+	cred  providers.Credential
 }
 
 // StepError is a rotation that failed or did not finish: the step it
@@ -92,7 +112,24 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 	}
 	res.OldKeyID = cur.KeyID
 	if opts.Emergency && !hasKeyAPI(cur.Provider) {
-		return res, refused(op, id, "%s keys cannot be rotated by API: roll the key at the vendor with an immediate expiry, then run `keyrotor import %s`", cur.Provider, id)
+		return res, refused(op, id, "%s keys cannot be rotated by API. At %s now: roll the key in the dashboard with the old key expiring now; then store the new key with `keyrotor import %s --old-key-expires 0s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
+	}
+	if v, held := s.tags[keyrotor.TagRollbackUntil]; held {
+		until, ok := keyrotor.RollbackHold(v)
+		switch {
+		case opts.Emergency && (!ok || o.now().Before(until)):
+			// The hold keeps the key a rollback restored from the revoker;
+			// an emergency supersedes that key, which must die now.
+			o.progress("%s: lifting the rollback hold (%s=%s): an emergency rotation revokes every superseded key", res.Secret, keyrotor.TagRollbackUntil, v)
+			if err := o.setHold(ctx, id, o.now().UTC().Truncate(time.Second)); err != nil {
+				return res, fmt.Errorf("%s %s: %w; nothing was rotated", op, id, err)
+			}
+		case opts.Emergency:
+		case !ok:
+			return res, refused(op, id, "the tag %s=%q is not an RFC 3339 time, so the rotation function refuses plain rotations; fix or remove the tag (or use --emergency for a leaked key)", keyrotor.TagRollbackUntil, v)
+		case o.now().Before(until):
+			return res, refused(op, id, "plain rotations are held until %s after a rollback (%s): find and fix why the new key did not work, then rotate; --emergency is not held", until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil)
+		}
 	}
 	token := o.token()
 	res.VersionID = token
@@ -129,33 +166,122 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 	}
 	res.NewKeyID = now.KeyID
 	o.progress("%s: finishSecret done: key %s is AWSCURRENT", res.Secret, now.KeyID)
-	if !opts.Emergency || cur.KeyID == "" || cur.KeyID == now.KeyID {
-		res.OldKeyRevoked = opts.Emergency
+	if !opts.Emergency {
 		return res, nil
 	}
-	p, err := o.provider(now.Provider)
+	return res, o.awaitSuperseded(ctx, op, s, now, deadline, &res)
+}
+
+// awaitSuperseded waits until the vendor no longer knows any key of the
+// secret's versions other than AWSCURRENT (newCur): the leaked key, the key
+// still in grace from the rotation before, keys of unlabelled versions. An
+// emergency ends with the leaked key dead, or says exactly what is still
+// alive and how to kill it: an error listing each live key with the
+// command that revokes it.
+func (o *Operator) awaitSuperseded(ctx context.Context, op string, s *secret, newCur providers.Credential, deadline time.Time, res *RotateResult) error {
+	keys, err := o.superseded(ctx, op, s, newCur)
 	if err != nil {
-		return res, fmt.Errorf("%s %s: confirm the revocation of key %s: %w", op, id, cur.KeyID, err)
+		return err
 	}
-	o.progress("%s: waiting for the revoker to revoke the old key %s", res.Secret, cur.KeyID)
+	if len(keys) == 0 {
+		res.OldKeyRevoked = true
+		return nil
+	}
+	p, err := o.provider(newCur.Provider)
+	if err != nil {
+		return fmt.Errorf("%s %s: confirm the revocation of the superseded keys: %w", op, s.id, err)
+	}
+	last := ""
 	for {
-		state, err := keyState(ctx, p, now, cur.KeyID, cur)
-		if err == nil && state == KeyRevoked {
-			res.OldKeyRevoked = true
-			o.progress("%s: the old key %s is revoked at %s", res.Secret, cur.KeyID, now.Provider)
-			return res, nil
+		var live []string
+		for i := range keys {
+			k := &keys[i]
+			if k.State == KeyRevoked {
+				continue
+			}
+			state, err := keyState(ctx, p, k.cred, k.KeyID, k.cred)
+			k.State, k.Error = state, ""
+			if err != nil {
+				k.Error = err.Error()
+			}
+			if k.State != KeyRevoked {
+				live = append(live, k.KeyID)
+			}
+		}
+		res.Superseded = keys
+		res.OldKeyRevoked = true
+		for _, k := range keys {
+			if k.KeyID == res.OldKeyID && k.State != KeyRevoked {
+				res.OldKeyRevoked = false
+			}
+		}
+		if len(live) == 0 {
+			o.progress("%s: every superseded key is revoked at %s (%d)", res.Secret, newCur.Provider, len(keys))
+			return nil
+		}
+		if msg := fmt.Sprintf("%s: waiting for the revoker: %d of %d superseded keys still live at %s: %s", res.Secret, len(live), len(keys), newCur.Provider, strings.Join(live, ", ")); msg != last {
+			o.progress("%s", msg)
+			last = msg
 		}
 		if !o.now().Before(deadline) {
-			reason := fmt.Sprintf("the new key %s is AWSCURRENT, but the old key %s is still live at %s; check the revoker and its dead-letter queue", now.KeyID, cur.KeyID, now.Provider)
-			if err != nil {
-				reason = fmt.Sprintf("the new key %s is AWSCURRENT, but %s cannot confirm the revocation of the old key %s: %v", now.KeyID, now.Provider, cur.KeyID, err)
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s %s: the new key %s is AWSCURRENT, but %d superseded keys are still live at %s (check the revoker and its dead-letter queue); kill each now:", op, s.id, newCur.KeyID, len(live), newCur.Provider)
+			for _, k := range keys {
+				if k.State == KeyRevoked {
+					continue
+				}
+				what := "live"
+				if k.Error != "" {
+					what = "state unknown: " + k.Error
+				}
+				fmt.Fprintf(&b, "\n  key %s (version %s%s, %s): keyrotor revoke-key %s %s", k.KeyID, k.Version, labelList(k.Labels), what, inventory.ShellQuote(s.id), inventory.ShellQuote(k.KeyID))
 			}
-			return res, fmt.Errorf("%s %s: %s", op, id, reason)
+			return errors.New(b.String())
 		}
 		if err := o.sleep(ctx, o.pollInterval()); err != nil {
-			return res, err
+			return err
 		}
 	}
+}
+
+func labelList(labels []string) string {
+	if len(labels) == 0 {
+		return ", unlabelled"
+	}
+	return ", " + strings.Join(labels, ",")
+}
+
+// superseded returns the keys of every version of the secret other than
+// the current one (deprecated versions included), once per key id, with
+// the version's value as the key's owner. Versions of another provider are
+// skipped (said in progress).
+func (o *Operator) superseded(ctx context.Context, op string, s *secret, newCur providers.Credential) ([]SupersededKey, error) {
+	versions, err := o.versions(ctx, op, s.id)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{newCur.KeyID: true}
+	var out []SupersededKey
+	for _, v := range versions {
+		if has(v.VersionStages, rotation.Current) {
+			continue
+		}
+		vid := aws.ToString(v.VersionId)
+		cred, found, err := o.read(ctx, op, s.id, "", vid)
+		if err != nil {
+			return nil, err
+		}
+		if !found || cred.KeyID == "" || seen[cred.KeyID] {
+			continue
+		}
+		seen[cred.KeyID] = true
+		if cred.Provider != newCur.Provider {
+			o.progress("%s: version %s holds a %q key (%s), not a %q one: not checked", s.name(), vid, cred.Provider, cred.KeyID, newCur.Provider)
+			continue
+		}
+		out = append(out, SupersededKey{KeyID: cred.KeyID, Version: vid, Labels: v.VersionStages, cred: cred})
+	}
+	return out, nil
 }
 
 // follow polls the secret until version token is AWSCURRENT, reporting each

@@ -57,10 +57,19 @@ type Status struct {
 	// Previous is none, live (in its grace period, or not yet revoked),
 	// revoked, expires (a hand-rolled key) or unknown (the vendor could
 	// not be asked).
-	Previous      string     `json:"previous"`
-	PreviousKeyID string     `json:"previous_key_id,omitempty"`
-	GraceUntil    *time.Time `json:"grace_until,omitempty"`
-	GraceSeconds  int64      `json:"grace_seconds"`
+	Previous      string `json:"previous"`
+	PreviousKeyID string `json:"previous_key_id,omitempty"`
+	// GraceUntil is when the previous key's grace period ends: the grace
+	// period after the later of LastRotatedDate and the AWSCURRENT
+	// version's CreatedDate (when createSecret stored it, a little before
+	// finishSecret moved the label, so never later than the real end).
+	GraceUntil *time.Time `json:"grace_until,omitempty"`
+	// GraceSeconds is the grace period the rotation function uses: the
+	// secret's keyrotor:grace-period tag, else the function's GRACE_PERIOD.
+	// When neither can be read, GraceUnknown says why and no grace end is
+	// shown: never a guess.
+	GraceSeconds int64  `json:"grace_seconds"`
+	GraceUnknown string `json:"grace_unknown,omitempty"`
 	// Problems are what needs a person; empty when all is well.
 	Problems []string `json:"problems"`
 }
@@ -148,8 +157,12 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 	st.NextRotation = s.desc.NextRotationDate
 	interval := o.interval(s, &st)
 	st.IntervalSeconds = int64(interval / time.Second)
-	grace := gracePeriod(s.tags)
-	st.GraceSeconds = int64(grace / time.Second)
+	grace, graceKnown, why := o.grace(ctx, s)
+	if graceKnown {
+		st.GraceSeconds = int64(grace / time.Second)
+	} else {
+		st.GraceUnknown = why
+	}
 	if err := o.versionDates(ctx, op, s); err != nil {
 		return Status{}, err
 	}
@@ -180,6 +193,13 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 	}
 	if cur.Key == "" && cur.KeyID == "" {
 		st.Problems = append(st.Problems, "no key yet: the first rotation creates it")
+	}
+	missing, err := inventory.CheckBindings(ctx, o.SM, o.IAM, s.desc, cur)
+	if err != nil {
+		st.Problems = append(st.Problems, "cannot check the bindings: "+err.Error())
+	}
+	for _, m := range missing {
+		st.Problems = append(st.Problems, "missing binding: "+m.String())
 	}
 	manual := s.tags[audit.TagManual] == "true" || !hasKeyAPI(cur.Provider)
 
@@ -230,7 +250,7 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 	if st.LastRotated != nil && st.LastRotated.After(switched) {
 		switched = *st.LastRotated
 	}
-	if !switched.IsZero() {
+	if !switched.IsZero() && graceKnown {
 		t := switched.Add(grace).UTC()
 		st.GraceUntil = &t
 	}

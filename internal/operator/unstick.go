@@ -3,14 +3,20 @@ package operator
 import (
 	"context"
 	"fmt"
-	"github.com/keyrotor/keyrotor"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
 )
+
+// AbandonMarginDefault is added to the rotation function's timeout before the
+// key of an abandoned rotation may be revoked: clock skew between this
+// machine and the revoker, and Secrets Manager's own latency in invoking the
+// last step.
+const AbandonMarginDefault = 2 * time.Minute
 
 // UnstickOptions tune Unstick.
 type UnstickOptions struct {
@@ -21,22 +27,41 @@ type UnstickOptions struct {
 
 // UnstickResult is what Unstick did.
 type UnstickResult struct {
-	Secret  string   `json:"secret"`
-	Version string   `json:"version"`
-	Revoked []string `json:"revoked_key_ids"`
+	Secret  string `json:"secret"`
+	Version string `json:"version"`
+	// QueuedKeyID is the key of the abandoned version whose revocation was
+	// queued ("" when the version held no key of its own).
+	QueuedKeyID string `json:"queued_key_id,omitempty"`
+	// RevokeNotBefore is when the revoker may revoke it at the earliest.
+	RevokeNotBefore *time.Time `json:"revoke_not_before,omitempty"`
+	// Note says what is left to whom.
+	Note string `json:"note,omitempty"`
 }
 
-// Unstick clears a stuck rotation: it revokes the key the attempt minted
-// (the pending version's key, and keys the vendor lists under the attempt's
-// key name), then removes AWSPENDING from the version, so that rotation can
-// run again. The current and previous keys are never touched.
+// Unstick clears a stuck rotation: it removes AWSPENDING from the version,
+// so that rotation can run again, and queues the revocation of the key the
+// attempt stored in that version. The current and previous keys are never
+// touched, and Unstick revokes nothing itself.
+//
+// Why not revoke at once: Secrets Manager has no compare-and-set on
+// AWSPENDING, so a finishSecret of the stuck rotation that has already
+// passed its checks can still move AWSCURRENT onto the version after the
+// label is gone, and a key revoked by then would be current (an outage).
+// The revocation therefore goes to the revoker (reason abandoned), delayed
+// past the rotation function's timeout, after which no step of the attempt
+// can be running; the revoker revokes only if the version is still
+// unlabelled then and still holds that key.
+//
+// Keys the vendor lists under the attempt's key name that no version holds
+// (a Create whose response was lost) are left to the next createSecret,
+// whose reconcile revokes leftovers of this secret that no version holds.
 func (o *Operator) Unstick(ctx context.Context, id string, opts UnstickOptions) (UnstickResult, error) {
 	const op = "unstick"
 	s, err := o.describe(ctx, op, id)
 	if err != nil {
 		return UnstickResult{}, err
 	}
-	res := UnstickResult{Secret: s.name(), Revoked: []string{}}
+	res := UnstickResult{Secret: s.name()}
 	if s.pending == "" {
 		return res, refused(op, id, "no rotation is in progress or stuck (no AWSPENDING outside AWSCURRENT)")
 	}
@@ -57,57 +82,74 @@ func (o *Operator) Unstick(ctx context.Context, id string, opts UnstickOptions) 
 			keep[prev.KeyID] = true
 		}
 	}
-	var doomed []string
 	pending, found, err := o.read(ctx, op, s.id, rotation.Pending, s.pending)
 	if err != nil {
 		return res, err
 	}
-	if found && pending.KeyID != "" && !keep[pending.KeyID] {
-		doomed = append(doomed, pending.KeyID)
+	leftovers := "keys the vendor may list under the attempt's key name that no version holds are revoked by the next rotation's createSecret"
+	var msg *revocation.Message
+	var queue revocation.Queue
+	var delay time.Duration
+	manual := found && pending.KeyID != "" && !keep[pending.KeyID] && !hasKeyAPI(pending.Provider)
+	if found && pending.KeyID != "" && !keep[pending.KeyID] && !manual {
+		// Everything the revocation needs is settled before anything changes.
+		fn := o.function(ctx, aws.ToString(s.desc.RotationLambdaARN))
+		timeout := fn.timeout
+		if timeout <= 0 {
+			timeout = DefaultFunctionTimeout
+		}
+		queue = revocation.Queue{SQS: o.SQS, URL: fn.env[envQueueURL]}
+		if queue.URL == "" {
+			queue.URL = o.RevocationQueueURL
+		}
+		if queue.URL == "" || o.SQS == nil {
+			why := "its REVOCATION_QUEUE_URL is unset"
+			if fn.err != nil {
+				why = fn.err.Error()
+			}
+			return res, refused(op, id, "the key %s of version %s must be revoked through the revoker, but no revocation queue is known: the rotation function cannot say (%s) and KEYROTOR_REVOCATION_QUEUE_URL is unset; nothing was changed", pending.KeyID, s.pending, why)
+		}
+		delay = timeout + o.abandonMargin()
+		arn := aws.ToString(s.desc.ARN)
+		if arn == "" {
+			arn = id
+		}
+		msg = &revocation.Message{
+			SecretID: arn, Provider: pending.Provider, KeyID: pending.KeyID, OldVersionID: s.pending,
+			NotBefore: o.now().Add(delay).UTC(), Reason: revocation.ReasonAbandoned,
+		}
 	}
-	if cur.Provider != "" && hasKeyAPI(cur.Provider) {
-		p, err := o.provider(cur.Provider)
-		if err != nil {
-			return res, fmt.Errorf("%s %s: %w; nothing was changed", op, id, err)
-		}
-		if l, ok := p.(providers.Lister); ok {
-			ident, err := keyrotor.ParseARN(aws.ToString(s.desc.ARN))
-			if err != nil {
-				return res, fmt.Errorf("%s %s: %w; nothing was changed", op, id, err)
-			}
-			keys, err := l.ListKeys(ctx, cur, keyrotor.KeyName(ident, s.pending))
-			if err != nil {
-				return res, fmt.Errorf("%s %s: list the keys of version %s at %s: %w; nothing was changed", op, id, s.pending, cur.Provider, err)
-			}
-			for _, k := range keys {
-				if !keep[k.ID] && !contains(doomed, k.ID) {
-					doomed = append(doomed, k.ID)
-				}
-			}
-		}
-		for _, keyID := range doomed {
-			o.progress("%s: revoking key %s minted by the stuck rotation", res.Secret, keyID)
-			if err := p.Revoke(ctx, cur, keyID); err != nil && !providers.IsKind(err, providers.NotFound) {
-				return res, fmt.Errorf("%s %s: revoke key %s of version %s: %w; AWSPENDING was left in place", op, id, keyID, s.pending, err)
-			}
-			res.Revoked = append(res.Revoked, keyID)
-		}
-	}
+
+	o.progress("%s: removing AWSPENDING from version %s", res.Secret, s.pending)
 	if _, err := o.SM.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
 		SecretId:            aws.String(id),
 		VersionStage:        aws.String(rotation.Pending),
 		RemoveFromVersionId: aws.String(s.pending),
 	}); err != nil {
-		return res, fmt.Errorf("%s %s: secretsmanager.UpdateSecretVersionStage (remove AWSPENDING from %s): %w", op, id, s.pending, err)
+		return res, fmt.Errorf("%s %s: secretsmanager.UpdateSecretVersionStage (remove AWSPENDING from %s): %w; nothing was changed", op, id, s.pending, err)
 	}
+	if manual {
+		res.Note = fmt.Sprintf("%s keys cannot be revoked by API: delete key %s of the stuck version at the vendor by hand", pending.Provider, pending.KeyID)
+		return res, nil
+	}
+	if msg == nil {
+		res.Note = "the stuck version held no key of its own; " + leftovers
+		return res, nil
+	}
+	if err := queue.Send(ctx, *msg, delay); err != nil {
+		return res, fmt.Errorf("%s %s: AWSPENDING is cleared, but queueing the revocation of key %s of version %s failed: %w; the next rotation's createSecret finds the key in the unlabelled version and queues it, or revoke it with `keyrotor revoke-key %s %s` once %s has passed", op, id, pending.KeyID, s.pending, err, id, pending.KeyID, msg.NotBefore.Format(time.RFC3339))
+	}
+	o.progress("%s: queued the revocation of key %s (reason abandoned), not before %s: past the rotation function's timeout", res.Secret, pending.KeyID, msg.NotBefore.Format(time.RFC3339))
+	res.QueuedKeyID = pending.KeyID
+	nb := msg.NotBefore
+	res.RevokeNotBefore = &nb
+	res.Note = "the revoker revokes the key once no step of the attempt can still be running, if the version is still unlabelled then; " + leftovers
 	return res, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
+func (o *Operator) abandonMargin() time.Duration {
+	if o.AbandonMargin > 0 {
+		return o.AbandonMargin
 	}
-	return false
+	return AbandonMarginDefault
 }

@@ -56,3 +56,18 @@ func AdminFor(patterns string) []smtypes.Tag {
 func Identity(name string) keyrotor.Identity {
 	return keyrotor.Identity{Partition: "aws", Account: "123456789012", Region: "us-east-1", Name: name, Suffix: "AbCdEf"}
 }
+
+// IdentityOf returns the identity of the secret secret as DescribeSecret's
+// ARN gives it: what keyrotor derives key names from.
+func IdentityOf(t testing.TB, sm *secretsmanager.Client, secret string) keyrotor.Identity {
+	t.Helper()
+	d, err := sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := keyrotor.ParseARN(aws.ToString(d.ARN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

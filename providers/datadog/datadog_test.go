@@ -2,7 +2,6 @@ package datadog_test
 
 import (
 	"context"
-	"github.com/keyrotor/keyrotor"
 	"net/http"
 	"slices"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/contracttest"
 	"github.com/keyrotor/keyrotor/providers/datadog"

@@ -3,9 +3,9 @@ package gateway_test
 import (
 	"context"
 	"fmt"
-	"github.com/keyrotor/keyrotor"
 	"net/http/httptest"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	"github.com/keyrotor/keyrotor/providers/gateway"

@@ -3,7 +3,6 @@ package clitest
 import (
 	"context"
 	"fmt"
-	"github.com/keyrotor/keyrotor"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/infra/local"
 
+	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/rotation"
