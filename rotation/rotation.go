@@ -305,6 +305,12 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 	if err != nil {
 		return "", err
 	}
+	if current.KeyID == "" {
+		// Vendors copy a new key's scopes or policies from the old key; with
+		// none, from the value's bootstrap fields, which whoever may write
+		// the value chose (the admin secret's binding is the boundary).
+		s.log.Warn("bootstrap: minting the first key with the scopes or policies the secret's value names", "fields", attrNames(current))
+	}
 	req := providers.CreateRequest{SecretName: s.name, KeyName: keyrotor.KeyName(s.identity, s.token), Owner: current}
 	minted, err := r.p.Create(ctx, req)
 	if providers.IsKind(err, providers.Conflict) && (len(ownOrphans) > 0 || s.emergency) {
@@ -1013,6 +1019,16 @@ func (r *Rotator) parse(out *secretsmanager.GetSecretValueOutput, stage string) 
 			fmt.Errorf("the %s value names provider %q, but this function rotates %q", stage, c.Provider, r.p.Name()))
 	}
 	return c, nil
+}
+
+// attrNames returns the names (never the values) of a value's provider fields.
+func attrNames(c providers.Credential) []string {
+	names := make([]string, 0, len(c.Attrs))
+	for k := range c.Attrs {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func has(stages []string, label string) bool {
