@@ -33,6 +33,7 @@ func TestEMFOfAFullRotation(t *testing.T) {
 	const secret = "prod/emf/gateway-key"
 	old := s.gatewaySecret(secret, map[string]string{"keyrotor:grace-period": "1s"})
 	s.rotate(fn, secret, tok(1))
+	s.use(secret)
 	if resp := s.deliver(revoker, s.messages(3)); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("revoker failed: %v\n%s", resp, revoker.Logs())
 	}

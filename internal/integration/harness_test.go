@@ -21,7 +21,6 @@ import (
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/gateway"
@@ -160,7 +159,7 @@ func (s *stack) function(name string, env ...string) *testenv.Function {
 // gatewaySecret creates a managed gateway secret holding a live key.
 func (s *stack) gatewaySecret(name string, tags map[string]string) gateway.CreatedKey {
 	s.t.Helper()
-	k, err := s.gw.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: name}, "initial"), "")
+	k, err := s.gw.CreateKey("initial key of "+name, "")
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -245,6 +244,15 @@ func (s *stack) stages(secret string) map[string][]string {
 func (s *stack) read(secret, stage string) providers.Credential {
 	s.t.Helper()
 	return testenv.ReadSecret(s.t, s.sm, secret, stage)
+}
+
+// use is an application using the secret's AWSCURRENT key at the gateway
+// after its rotation finished: the revoker waits for it (or MaxDelay).
+func (s *stack) use(secret string) {
+	s.t.Helper()
+	if code := s.ping(s.read(secret, "AWSCURRENT").Key); code != 200 {
+		s.t.Fatalf("the new key of %s answers %d at the gateway, want 200", secret, code)
+	}
 }
 
 func (s *stack) ping(key string) int {

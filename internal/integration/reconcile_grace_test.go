@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"github.com/keyrotor/keyrotor"
+	"github.com/keyrotor/keyrotor/internal/testenv"
 	"net/http"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func TestReconcileSparesKeysInGraceOnMoto(t *testing.T) {
 		t.Fatalf("%d revocations scheduled, want 4 (one per superseded key)", n)
 	}
 
-	orphan, err := s.gw.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: secret}, "crashed-attempt"), "")
+	orphan, err := s.gw.CreateKey(keyrotor.KeyName(testenv.IdentityOf(t, s.sm, secret), "crashed-attempt"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,8 +183,9 @@ func TestInterruptedBetweenEveryPairOfCalls(t *testing.T) {
 				t.Fatalf("lost=%v n=%d: the rotation did not complete", lost, n)
 			}
 			ours := 0
+			prefix := keyrotor.KeyNamePrefix(testenv.IdentityOf(t, s.sm, secret))
 			for _, k := range s.gw.LiveKeys() {
-				if strings.HasPrefix(k.Name, keyrotor.KeyNamePrefix(keyrotor.Identity{Name: secret})) {
+				if k.ID == old.ID || strings.HasPrefix(k.Name, prefix) {
 					ours++
 					if k.ID != old.ID && k.ID != cur.KeyID {
 						t.Fatalf("lost=%v n=%d: key %s leaked", lost, n, k.ID)
@@ -318,6 +319,7 @@ func TestVendorFailsDuringRevoke(t *testing.T) {
 	const secret = "prod/revoke-outage"
 	old := s.gatewaySecret(secret, map[string]string{"keyrotor:grace-period": "0s"})
 	s.rotate(fn, secret, tok(1))
+	s.use(secret)
 	for _, fault := range []gateway.Fault{gateway.FaultUnavailable, gateway.FaultRateLimited, gateway.FaultHang} {
 		s.faults.Set(fault)
 		msgs := s.messages(2)
@@ -379,7 +381,7 @@ func TestGraceLongerThanSQSDelays(t *testing.T) {
 	s := newStack(t)
 	const secret = "prod/long-grace"
 	old := s.gatewaySecret(secret, nil)
-	cur, _ := s.gw.CreateKey(keyrotor.KeyName(keyrotor.Identity{Name: secret}, "x"), "")
+	cur, _ := s.gw.CreateKey(keyrotor.KeyName(testenv.IdentityOf(t, s.sm, secret), "x"), "")
 	ctx := context.Background()
 	// Make the new key AWSCURRENT as a rotation would.
 	s.beginRotation(secret, tok(1))

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sdkapigateway "github.com/aws/aws-sdk-go-v2/service/apigateway"
@@ -43,6 +44,10 @@ type vendorCase struct {
 	live func() map[string]string
 	// secrets are the vendor's management credentials, for the leak check.
 	secrets []string
+	// use records an application's use of the new key at a vendor that
+	// reports last use (nil: it reports none): the revoker waits for use
+	// after the rotation finished.
+	use func(cur providers.Credential)
 }
 
 // requireSpecs skips the test when the vendor's fragments are absent: the
@@ -111,6 +116,9 @@ func rotateAtVendor(t *testing.T, v vendorCase) {
 		t.Fatalf("during the grace period the vendor holds keys %v, want the old %s and the new %s, both live", slices.Sorted(maps.Keys(live)), old.KeyID, cur.KeyID)
 	}
 
+	if v.use != nil {
+		v.use(cur)
+	}
 	msgs := s.messages(3)
 	if len(msgs) != 1 {
 		t.Fatalf("%d revocation messages, want 1", len(msgs))
@@ -237,6 +245,12 @@ func TestDatadogRotation(t *testing.T) {
 			k.Category, k.RemoteConfig = "default", true
 			f.Mu.Unlock()
 			return fmt.Sprintf(`{"provider":"datadog","key":%q,"key_id":%q,"site":"datadoghq.eu","key_kind":"api","admin_secret_id":%q}`, k.Key, k.ID, adminID)
+		},
+		use: func(cur providers.Credential) {
+			f.Mu.Lock()
+			defer f.Mu.Unlock()
+			now := time.Now().UTC()
+			f.APIKeys[cur.KeyID].LastUsed = &now
 		},
 		live: func() map[string]string {
 			f.Mu.Lock()
