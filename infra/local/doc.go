@@ -3,8 +3,12 @@
 // Lambda invokes to the functions) as Secrets Manager, SQS, IAM and Lambda;
 // the real function binaries built for this machine, each under its own
 // Lambda Runtime Interface Emulator; the reference gateway; an SQS
-// event-source poller that feeds the revoker as Lambda does; and a schedule
-// that invokes the auditor when it exists. Every server listens on 127.0.0.1
+// event-source poller that feeds the revoker as Lambda does; a schedule that
+// invokes the auditor when it exists; and, when the apigateway function runs,
+// a stand-in for API Gateway's data plane, which moto lacks
+// (APIGatewayDataPlane: it refuses a new API key for
+// Options.APIGatewayDataPlaneLag, and is that function's
+// APIGATEWAY_CANARY_URL). Every server listens on 127.0.0.1
 // and a free port. Each function reaches moto through its own counting
 // proxy, so that its AWS calls can be counted.
 //

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
@@ -34,6 +35,11 @@ type RegionStack struct {
 	Functions map[string]*Function
 	// Revocations is the region's revoker poller (nil without a revoker).
 	Revocations *Poller
+	// APIGatewayDataPlane stands in for the region's API Gateway data plane
+	// when the region runs the apigateway function (else nil), and
+	// APIGatewayCanaryURL is the URL its APIGATEWAY_CANARY_URL points at.
+	APIGatewayDataPlane *APIGatewayDataPlane
+	APIGatewayCanaryURL string
 
 	stack    *Stack
 	aws      aws.Config
@@ -95,7 +101,7 @@ func (r *RegionStack) functionLabel(name string) string {
 // calls go to endpoint (the emulator adds its own AWS_LAMBDA_* variables).
 func (r *RegionStack) functionEnv(endpoint string) []string {
 	o := r.stack.opts
-	return []string{
+	env := []string{
 		"AWS_ENDPOINT_URL=" + endpoint,
 		"AWS_REGION=" + r.Name,
 		"AWS_DEFAULT_REGION=" + r.Name,
@@ -108,12 +114,33 @@ func (r *RegionStack) functionEnv(endpoint string) []string {
 		"METRICS_NAMESPACE=KeyRotation",
 		"LOG_LEVEL=" + o.LogLevel,
 	}
+	if r.APIGatewayCanaryURL != "" {
+		env = append(env, "APIGATEWAY_CANARY_URL="+r.APIGatewayCanaryURL)
+	}
+	return env
+}
+
+// startAPIGatewayDataPlane serves the region's API Gateway data plane
+// stand-in over moto's API Gateway in the region.
+func (r *RegionStack) startAPIGatewayDataPlane() error {
+	r.APIGatewayDataPlane = NewAPIGatewayDataPlane(apigateway.NewFromConfig(r.aws), max(r.stack.opts.APIGatewayDataPlaneLag, 0), nil)
+	u, err := r.stack.serve(r.APIGatewayDataPlane)
+	if err != nil {
+		return err
+	}
+	r.APIGatewayCanaryURL = u + "/local/ping"
+	return nil
 }
 
 // startFunctions starts the region's functions, each reaching moto through
 // its own counting proxy.
 func (r *RegionStack) startFunctions(names []string) error {
 	s := r.stack
+	if slices.Contains(names, "apigateway") {
+		if err := r.startAPIGatewayDataPlane(); err != nil {
+			return err
+		}
+	}
 	for _, n := range names {
 		c, err := newAPICounter(s.Endpoint)
 		if err != nil {

@@ -82,6 +82,11 @@ type Options struct {
 	// GatewayPropagationDelay is how long the reference gateway refuses a
 	// new key (default 0).
 	GatewayPropagationDelay time.Duration
+	// APIGatewayDataPlaneLag is how long the API Gateway data plane
+	// stand-in (APIGatewayDataPlane, the apigateway function's
+	// APIGATEWAY_CANARY_URL) refuses a key after it first finds it usable
+	// (0: DefaultDataPlaneLag; negative: no lag).
+	APIGatewayDataPlaneLag time.Duration
 	// Functions limits the functions the stack builds and runs to these
 	// names (default: every folder of functions/, see FunctionNames). A
 	// name the repository does not have is an error.
@@ -127,6 +132,9 @@ func (o *Options) defaults() error {
 	}
 	if o.LogLevel == "" {
 		o.LogLevel = "info"
+	}
+	if o.APIGatewayDataPlaneLag == 0 {
+		o.APIGatewayDataPlaneLag = DefaultDataPlaneLag
 	}
 	regions, err := checkRegions(o.Regions)
 	if err != nil {

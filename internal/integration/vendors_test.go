@@ -17,6 +17,7 @@ import (
 	sdkapigateway "github.com/aws/aws-sdk-go-v2/service/apigateway"
 	agtypes "github.com/aws/aws-sdk-go-v2/service/apigateway/types"
 
+	"github.com/keyrotor/keyrotor/infra/local"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/cloudflare/cloudflarefake"
 	"github.com/keyrotor/keyrotor/providers/contracttest"
@@ -307,13 +308,20 @@ func TestCloudflareRotation(t *testing.T) {
 
 // TestAPIGatewayRotation rotates an API Gateway API key end to end against
 // moto's API Gateway: the new key joins the old key's usage plans, the
-// revoker takes the old key out of them and deletes it.
+// revoker takes the old key out of them and deletes it. The function's
+// APIGATEWAY_CANARY_URL is the local stack's data-plane stand-in, which
+// refuses the new key for a while after the management API knows it, as
+// API Gateway does: testSecret retries until the data plane accepts the key,
+// so the key is AWSCURRENT only once applications can use it.
 func TestAPIGatewayRotation(t *testing.T) {
 	s := newStack(t)
-	fn := s.function("apigateway")
-	revoker := s.function("revoker")
 	ctx := context.Background()
 	ag := sdkapigateway.NewFromConfig(s.moto.Config(t))
+	dataPlane := local.NewAPIGatewayDataPlane(ag, time.Second, nil)
+	dataPlaneSrv := httptest.NewServer(dataPlane)
+	t.Cleanup(dataPlaneSrv.Close)
+	fn := s.function("apigateway", "APIGATEWAY_CANARY_URL="+dataPlaneSrv.URL+"/prod/ping")
+	revoker := s.function("revoker")
 	var plans []string
 	for _, name := range []string{"gold", "partners"} {
 		p, err := ag.CreateUsagePlan(ctx, &sdkapigateway.CreateUsagePlanInput{Name: aws.String(name)})
@@ -379,6 +387,14 @@ func TestAPIGatewayRotation(t *testing.T) {
 	}
 	if k := apiKeys()[cur.KeyID]; aws.ToString(k.Value) != cur.Key || !k.Enabled {
 		t.Fatal("the new key in API Gateway is not AWSCURRENT's enabled key")
+	}
+	// The data plane refused the new key first (it always does: its lag
+	// starts when it first finds the key usable), and testSecret passed only
+	// once it accepted it.
+	answers := dataPlane.Answers(cur.KeyID)
+	if firstOK := slices.Index(answers, http.StatusOK); len(answers) == 0 || answers[0] != http.StatusForbidden || firstOK < 0 ||
+		slices.ContainsFunc(answers[firstOK:], func(s int) bool { return s != http.StatusOK }) {
+		t.Fatalf("the data plane answered %v for the new key, want 403s until it accepts it, then 200s\nfunction logs:\n%s", answers, fn.Logs())
 	}
 
 	msgs := s.messages(3)

@@ -13,12 +13,33 @@
 // To take a secret's keys out of a plan, remove the plan from usage_plan_ids
 // and the current key from the plan.
 //
-// API Gateway has no call that authenticates with an API key, so Verify reads
-// the key through the management API: it must exist, be enabled, hold the
-// value of the credential and belong to every expected plan. On AWS a new key
-// takes a while to reach the gateway's data plane; the rotation engine's
-// testSecret retries cover that only in part, so keep the grace period well
-// above a minute.
+// # Verification: management API, then the data plane
+//
+// API Gateway's management API has no call that authenticates with an API
+// key, so Verify first reads the key through it: the key must exist, be
+// enabled, hold the value of the credential and belong to every expected
+// plan. That is not enough: the management API knows a new key before the
+// gateway's data plane enforces its usage plans, and an application that
+// reads the new key right after finishSecret would get 403 for a while.
+//
+// So a provider may carry a data-plane canary (WithCanary, NewCanary): Verify
+// then also sends GET <canary URL> with the key in x-api-key and requires the
+// gateway to let it through. The URL is a method of a stage of the key's
+// usage plans that requires an API key (a cheap GET, ideally a mock
+// integration); it comes from the deployment's configuration (the rotation
+// function's APIGATEWAY_CANARY_URL), never from the secret's value, which
+// must not be able to send the key elsewhere. 401 and 403 mean "not yet"
+// (Permission: testSecret retries until its budget runs out), any other
+// answer that is not a redirect means the request got past the key check, and
+// 429, 5xx and network errors are Transient. A URL that is wrong answers 403
+// forever on API Gateway ("Missing Authentication Token"), so a
+// misconfigured canary fails testSecret rather than passing it.
+//
+// Without a canary Verify is management-only (the function says so in its
+// log at start-up): testSecret may pass before the gateway enforces the new
+// key, and applications that read it right after finishSecret may get 403s
+// for a while. The grace period does not help them: it keeps the old key
+// alive, not the new one usable.
 package apigateway
 
 import (
@@ -57,7 +78,8 @@ type API interface {
 
 // Provider rotates API Gateway API keys.
 type Provider struct {
-	api API
+	api    API
+	canary *Canary // nil: Verify reads the key through the management API only
 }
 
 var (
@@ -73,6 +95,17 @@ func New(cfg aws.Config, optFns ...func(*apigateway.Options)) *Provider {
 
 // NewWithAPI returns a provider over api (a client or a test fake).
 func NewWithAPI(api API) *Provider { return &Provider{api: api} }
+
+// WithCanary returns a copy of p whose Verify also asks the data plane,
+// through c, whether it accepts the key (nil: management API only).
+func (p *Provider) WithCanary(c *Canary) *Provider {
+	q := *p
+	q.canary = c
+	return &q
+}
+
+// Canary returns the data-plane canary of p, nil if it has none.
+func (p *Provider) Canary() *Canary { return p.canary }
 
 // Name returns "apigateway".
 func (p *Provider) Name() string { return Name }
@@ -178,6 +211,9 @@ func (p *Provider) attach(ctx context.Context, plan, keyID string) error {
 // Verify checks that cred's key exists, is enabled, has the value cred.Key
 // and belongs to every plan of cred's usage_plan_ids. A key that fails any
 // of these is refused with a Permission error, as the gateway would refuse it.
+// With a canary, the data plane must then accept the key too (see Canary): a
+// key the management API knows but the gateway does not enforce yet is a
+// Permission error, which testSecret retries.
 func (p *Provider) Verify(ctx context.Context, cred providers.Credential) error {
 	const op = "apigateway.Verify"
 	if cred.KeyID == "" || cred.Key == "" {
@@ -209,6 +245,9 @@ func (p *Provider) Verify(ctx context.Context, cred providers.Credential) error 
 		if plan != "" && !slices.Contains(have, plan) {
 			return providers.E(op, providers.Permission, fmt.Errorf("API key %s is not in usage plan %s", cred.KeyID, plan))
 		}
+	}
+	if p.canary != nil {
+		return p.canary.check(ctx, op, cred.KeyID, cred.Key)
 	}
 	return nil
 }

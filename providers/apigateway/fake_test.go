@@ -28,6 +28,7 @@ type fakeAPI struct {
 	plans            []string // plans of every key
 	failAttach       error
 	failDelete       error
+	disabled         bool // GetApiKey answers a disabled key
 }
 
 func (f *fakeAPI) CreateApiKey(_ context.Context, in *sdk.CreateApiKeyInput, _ ...func(*sdk.Options)) (*sdk.CreateApiKeyOutput, error) {
