@@ -190,9 +190,12 @@ type secret struct {
 	id, name, arn, token string
 	// identity is parsed from the ARN DescribeSecret returned: key names
 	// and bindings derive from it, never from the event's SecretId.
-	identity  keyrotor.Identity
-	versions  map[string][]string
-	tags      map[string]string
+	identity keyrotor.Identity
+	versions map[string][]string
+	tags     map[string]string
+	// unowned are the keys reconcile found at the vendor but cannot prove
+	// are this secret's (named in a Conflict at the key limit).
+	unowned   []string
 	grace     time.Duration
 	emergency bool
 	log       *slog.Logger
@@ -332,6 +335,10 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 			}
 		}
 		minted, err = r.p.Create(ctx, req)
+	}
+	if providers.IsKind(err, providers.Conflict) && len(s.unowned) > 0 {
+		return "", fmt.Errorf("create a key: keys keyrotor cannot prove are this secret's take the room at the vendor's key limit (%s): "+
+			"it never revokes them; delete them at the vendor once you know they are unused, then rotate again: %w", strings.Join(s.unowned, ", "), err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("create a key: %w", err)
@@ -562,6 +569,7 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 		}
 	}
 	if len(unowned) > 0 {
+		s.unowned = append(s.unowned, unowned...)
 		r.unowned(s, unowned, "the vendor created them before this rotation started and no version of the secret holds them: keyrotor did not mint them, so it never revokes them")
 	}
 	return ownOrphans, nil
@@ -591,6 +599,7 @@ func (r *Rotator) reportLegacy(ctx context.Context, s *secret, lister providers.
 		ids = slices.DeleteFunc(ids, func(id string) bool { return id == prev.KeyID })
 	}
 	if len(ids) > 0 {
+		s.unowned = append(s.unowned, ids...)
 		r.unowned(s, ids, "they are named under the scheme before identity names, which other secrets of the same name share: revoke them by hand once you know whose they are")
 	}
 	return nil

@@ -113,8 +113,8 @@ func TestNamelessVendorAtTheKeyLimit(t *testing.T) {
 	if live := e.vendor.Live(); !live[adopted.ID] || !live[e.oldKey.ID] || len(live) != 2 {
 		t.Fatalf("live %v: want the current and the adopted key, nothing else", live)
 	}
-	if !strings.Contains(e.logs.String(), adopted.ID) {
-		t.Fatal("nothing names the key that takes the room")
+	if !strings.Contains(err.Error(), adopted.ID) || !strings.Contains(err.Error(), "delete them at the vendor") {
+		t.Fatalf("the Conflict %q does not name the key that takes the room and what to do", err)
 	}
 }
 
