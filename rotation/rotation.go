@@ -842,15 +842,18 @@ func (r *Rotator) verify(ctx context.Context, cred providers.Credential) error {
 	wait := 250 * time.Millisecond
 	streak := 0
 	var first time.Time
+	var settling time.Duration // slept since the first success of the streak
 	for attempt := 1; ; attempt++ {
 		err := r.p.Verify(ctx, cred)
 		if err == nil {
 			now := r.opts.Now()
 			if streak == 0 {
-				first = now
+				first, settling = now, 0
 			}
 			streak++
-			if streak >= rule.Successes && now.Sub(first) >= rule.Window {
+			// The window is measured by the clock and, should the clock
+			// stand still, by the time slept: it always ends.
+			if streak >= rule.Successes && max(now.Sub(first), settling) >= rule.Window {
 				return nil
 			}
 			// Settling: look again in a little while, well within the window.
@@ -863,6 +866,7 @@ func (r *Rotator) verify(ctx context.Context, cred providers.Credential) error {
 			if serr := r.opts.Sleep(ctx, next); serr != nil {
 				return fmt.Errorf("settling after %d attempts: %w", attempt, serr)
 			}
+			settling += next
 			continue
 		}
 		streak = 0

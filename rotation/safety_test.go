@@ -316,3 +316,18 @@ func TestSettleRulesCoverEveryProvider(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleEndsWithAFrozenClock: the window is also measured by the time
+// slept, so a clock that stands still (a test's, a broken one) cannot keep
+// testSecret settling until the Lambda deadline.
+func TestSettleEndsWithAFrozenClock(t *testing.T) {
+	e := newEnv(t, nil)
+	var slept time.Duration
+	e.r = rotation.New(e.sm, e.vendor, e.q, rotation.Options{GracePeriod: time.Hour, Now: func() time.Time { return e.now },
+		Sleep:  func(ctx context.Context, d time.Duration) error { slept += d; return nil },
+		Settle: map[string]rotation.Settle{"fake": {Successes: 2, Window: 5 * time.Second}}})
+	e.rotate(token)
+	if slept < 5*time.Second || slept > 10*time.Second {
+		t.Fatalf("slept %v settling with a frozen clock, want about the 5 s window", slept)
+	}
+}

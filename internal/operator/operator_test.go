@@ -138,7 +138,8 @@ func (e *env) steps(secret, token string) error {
 
 // stepsUpTo runs the engine's steps up to and including last.
 func (e *env) stepsUpTo(secret, token, last string) error {
-	r := rotation.New(e.sm, e.p, e.q, rotation.Options{GracePeriod: time.Hour, Now: func() time.Time { return e.now }, Logger: quiet})
+	r := rotation.New(e.sm, e.p, e.q, rotation.Options{GracePeriod: time.Hour, Now: func() time.Time { return e.now }, Logger: quiet,
+		Settle: map[string]rotation.Settle{"fake": {Successes: 1}}})
 	for _, step := range []string{"createSecret", "setSecret", "testSecret", "finishSecret"} {
 		if err := r.Handle(context.Background(), events.SecretsManagerSecretRotationEvent{Step: step, SecretID: secret, ClientRequestToken: token}); err != nil {
 			return err
@@ -197,6 +198,8 @@ func TestRollbackThenRevokerSkips(t *testing.T) {
 				t.Fatalf("after rollback: current %s, live %v", e.current(secret).KeyID, e.p.Live())
 			}
 			if rotateAgain {
+				// The rollback holds plain rotations for grace + 15 min.
+				e.now = e.now.Add(3 * time.Hour)
 				e.rotate(secret, "v3")
 				if len(e.q.msgs) != 2 || e.q.msgs[1].KeyID != key1.KeyID {
 					t.Fatalf("queued %+v, want a second revocation of %s", e.q.msgs, key1.KeyID)
@@ -222,8 +225,10 @@ func TestRollbackThenRevokerSkips(t *testing.T) {
 				}
 				return
 			}
-			// The later rotation's own message revokes it once its grace ends.
+			// The later rotation's own message revokes it once its grace ends
+			// and applications use the new key.
 			e.now = e.q.msgs[1].NotBefore.Add(time.Minute)
+			e.p.Use(e.current(secret).KeyID, e.now)
 			if got, err := h.Process(context.Background(), e.q.msgs[1]); err != nil || got != revocation.Revoked || e.p.Live()[key1.KeyID] {
 				t.Fatalf("revoker on the later rotation's message: %v, %v, key live=%v; want revoked", got, err, e.p.Live()[key1.KeyID])
 			}
