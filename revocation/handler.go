@@ -32,6 +32,10 @@ const (
 	// version does not hold it, it is an admin credential, its owner is not
 	// bound to the secret. A forged or stale message, or a binding missing.
 	MetricRefused = "RevocationsRefused"
+	// MetricAlreadyGone counts revocations of keys the vendor no longer
+	// has at the old version's owner (a duplicate message, a key deleted by
+	// hand); RevocationsDone counts only keys really revoked.
+	MetricAlreadyGone = "RevocationsAlreadyGone"
 	// MetricAbandoned counts revocations whose rotation was abandoned before
 	// it finished: the key they name is still live (it is AWSCURRENT).
 	MetricAbandoned = "RevocationsAbandoned"
@@ -220,14 +224,24 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 			return res, err
 		}
 	}
-	if lu, ok := p.(providers.LastUseReporter); ok && m.Reason == ReasonRotation {
-		current, err := h.readCurrent(ctx, m, sec)
-		if err != nil {
-			return "", err
+	if lu, ok := p.(providers.LastUseReporter); ok {
+		// Where the vendor reports use, it also says whether the key
+		// still exists at this owner: a key already gone there is counted
+		// as such, never as a revocation done.
+		if _, err := lu.LastUsed(ctx, old, m.KeyID); providers.IsKind(err, providers.NotFound) {
+			log.Info("the key is already gone at its owner: nothing to revoke")
+			h.count(m.Provider, MetricAlreadyGone, "")
+			return Revoked, nil
 		}
-		res, err := h.checkUse(ctx, log, lu, old, current, m, now)
-		if err != nil || res != "" {
-			return res, err
+		if m.Reason == ReasonRotation {
+			current, err := h.readCurrent(ctx, m, sec)
+			if err != nil {
+				return "", err
+			}
+			res, err := h.checkUse(ctx, log, lu, old, current, m, now)
+			if err != nil || res != "" {
+				return res, err
+			}
 		}
 	}
 	// Re-validate right before the revoke: a rollback, or a later

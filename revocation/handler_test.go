@@ -387,7 +387,8 @@ func TestVendorNotFoundIsSuccess(t *testing.T) {
 
 // TestAlreadyRevokedWithLastUse: a duplicate delivery after the key was
 // revoked, with a vendor that reports last use (which answers NotFound for
-// the old key), is success.
+// the old key at its owner), is success; RevocationsDone counts only keys
+// really revoked, so it counts RevocationsAlreadyGone.
 func TestAlreadyRevokedWithLastUse(t *testing.T) {
 	e := newEnv(t, true)
 	e.vendor.Use(e.cur.ID, e.now)
@@ -397,8 +398,8 @@ func TestAlreadyRevokedWithLastUse(t *testing.T) {
 	if resp := e.handle(e.msg(e.now.Add(-time.Minute))); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("a key already gone failed the message: %v\n%s", failed(resp), e.logs.String())
 	}
-	if len(e.q.sent) != 0 || !strings.Contains(e.emf.String(), `"RevocationsDone":1`) {
-		t.Fatalf("re-sent %d messages; metrics %s", len(e.q.sent), e.emf.String())
+	if len(e.q.sent) != 0 || strings.Contains(e.emf.String(), `"RevocationsDone"`) || !strings.Contains(e.emf.String(), `"RevocationsAlreadyGone":1`) {
+		t.Fatalf("re-sent %d messages; metrics %s: want RevocationsAlreadyGone, not RevocationsDone", len(e.q.sent), e.emf.String())
 	}
 }
 

@@ -24,15 +24,11 @@ func init() {
 		rotation.MetricRotationSucceeded, rotation.MetricRotationFailed, rotation.MetricVendorAuthFailures,
 		revocation.MetricRevoked, revocation.MetricSkipped, revocation.MetricDeferred, revocation.MetricFailed,
 		revocation.MetricOldKeyInUse, revocation.MetricVendorAuthFailures,
+		revocation.MetricRefused, revocation.MetricAbandoned, revocation.MetricAlreadyGone,
+		rotation.MetricUnownedKeys, rotation.MetricAbandonedKeys,
 		audit.MetricKeyAgeDays, audit.MetricKeyAgeRatio, audit.MetricManagedSecrets, audit.MetricMaxKeyAgeRatio,
 		audit.MetricStuckRotations, audit.MetricRotationDisabled, audit.MetricRotationOverdue,
 	} {
-		emitted[n] = true
-	}
-	// Issue 10's metrics, which the revoker and the rotation engine publish
-	// on the branches that implement them: replace these names with their
-	// constants (revocation.Metric..., rotation.Metric...) once merged.
-	for _, n := range []string{"RevocationsRefused", "UnownedKeys", "RevocationsAbandoned", "AbandonedKeys"} {
 		emitted[n] = true
 	}
 }
