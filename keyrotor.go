@@ -23,6 +23,7 @@ package keyrotor
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -171,6 +172,15 @@ func KeyNamePrefix(id Identity) string {
 // MaxKeyNameLen (64) characters.
 func KeyName(id Identity, token string) string {
 	return KeyNamePrefix(id) + digest(tokenDigestLen, id.String(), token)
+}
+
+// LegacyKeyNamePrefix is the key name prefix of keyrotor's first naming
+// scheme, derived from the secret name alone ("keyrotor-", a 20-character
+// slug, 32 bits of SHA-256 of the name). Secrets of the same name in other
+// regions or accounts share it, so such keys are reported, never revoked.
+func LegacyKeyNamePrefix(secretName string) string {
+	sum := sha256.Sum256([]byte(secretName))
+	return "keyrotor-" + slug(secretName, 20) + "-" + hex.EncodeToString(sum[:4]) + "-"
 }
 
 func slug(s string, max int) string {

@@ -2,8 +2,6 @@ package rotation
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -581,7 +579,7 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 // Keys that AWSCURRENT or AWSPREVIOUS hold are not reported: they are this
 // secret's and the revoker revokes them once superseded.
 func (r *Rotator) reportLegacy(ctx context.Context, s *secret, lister providers.Lister, current providers.Credential) error {
-	keys, err := lister.ListKeys(ctx, current, legacyKeyNamePrefix(s.name))
+	keys, err := lister.ListKeys(ctx, current, keyrotor.LegacyKeyNamePrefix(s.name))
 	if err != nil {
 		return fmt.Errorf("list keys named under the old scheme: %w", err)
 	}
@@ -603,24 +601,6 @@ func (r *Rotator) reportLegacy(ctx context.Context, s *secret, lister providers.
 		r.unowned(s, ids, "they are named under the scheme before identity names, which other secrets of the same name share: revoke them by hand once you know whose they are")
 	}
 	return nil
-}
-
-// legacyKeyNamePrefix is the key name prefix of the first scheme, derived
-// from the secret name alone; only reportLegacy uses it.
-func legacyKeyNamePrefix(secretName string) string {
-	sum := sha256.Sum256([]byte(secretName))
-	var b strings.Builder
-	for _, r := range strings.ToLower(secretName) {
-		if b.Len() >= 20 {
-			break
-		}
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return "keyrotor-" + b.String() + "-" + hex.EncodeToString(sum[:4]) + "-"
 }
 
 // unowned reports keys that reconcile cannot prove are this secret's.

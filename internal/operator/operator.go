@@ -189,6 +189,8 @@ type secret struct {
 	// current one: a rotation in progress or stuck.
 	pending string
 	created map[string]time.Time // version id -> creation time
+	// versions is every version, labelled or not, once versionDates ran.
+	versions []smtypes.SecretVersionsListEntry
 }
 
 func (s *secret) name() string {
@@ -242,6 +244,7 @@ func (o *Operator) versionDates(ctx context.Context, op string, s *secret) error
 	if err != nil {
 		return err
 	}
+	s.versions = versions
 	for _, v := range versions {
 		if v.CreatedDate != nil {
 			s.created[aws.ToString(v.VersionId)] = *v.CreatedDate

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyrotor/keyrotor/audit"
 	"github.com/keyrotor/keyrotor/internal/inventory"
+	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
@@ -70,6 +71,9 @@ type Status struct {
 	// shown: never a guess.
 	GraceSeconds int64  `json:"grace_seconds"`
 	GraceUnknown string `json:"grace_unknown,omitempty"`
+	// OtherKeys are the keys the vendor holds for the secret's owner besides
+	// AWSCURRENT's and AWSPREVIOUS's (not asked with NoVendor).
+	OtherKeys []OtherKey `json:"other_keys,omitempty"`
 	// Problems are what needs a person; empty when all is well.
 	Problems []string `json:"problems"`
 }
@@ -228,6 +232,10 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 		st.Problems = append(st.Problems, fmt.Sprintf("%s (%s > %s)", what, formatAge(now.Sub(created)), formatAge(interval)))
 	}
 
+	if !opts.NoVendor && !manual {
+		o.reportOtherKeys(ctx, s, cur, &st)
+	}
+
 	// The previous key.
 	if exp := cur.Attr(FieldPreviousKeyExpiresAt); exp != "" {
 		st.Previous = PreviousExpires
@@ -273,6 +281,43 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 		st.Problems = append(st.Problems, fmt.Sprintf("previous key %s still live more than 24h after its grace period ended (revocation failing? check the dead-letter queue)", prev.KeyID))
 	}
 	return st, nil
+}
+
+// reportOtherKeys lists, in st, the keys at the vendor that neither
+// AWSCURRENT nor AWSPREVIOUS holds, each as a problem that says what becomes
+// of it and what to do.
+func (o *Operator) reportOtherKeys(ctx context.Context, s *secret, cur providers.Credential, st *Status) {
+	p, err := o.provider(cur.Provider)
+	if err != nil {
+		return // said where the previous key is asked about
+	}
+	l, ok := p.(providers.Lister)
+	if !ok {
+		return
+	}
+	var prev providers.Credential
+	if s.previous != "" {
+		if prev, _, err = o.read(ctx, "status", s.id, rotation.Previous, ""); err != nil {
+			st.Problems = append(st.Problems, "cannot read AWSPREVIOUS: "+err.Error())
+			return
+		}
+	}
+	others, err := o.otherKeys(ctx, s, l, cur, prev)
+	if err != nil {
+		st.Problems = append(st.Problems, "cannot list the other keys at the vendor: "+err.Error())
+		return
+	}
+	st.OtherKeys = others
+	for _, k := range others {
+		switch k.State {
+		case OtherUnowned:
+			st.Problems = append(st.Problems, fmt.Sprintf("key %s at %s is not provably this secret's (a key keyrotor did not mint, or named under the first naming scheme): keyrotor never revokes it; delete it at the vendor once you know it is unused", k.KeyID, cur.Provider))
+		case OtherAbandoned:
+			st.Problems = append(st.Problems, fmt.Sprintf("key %s is held only by the unlabelled version %s (superseded within the grace period, or minted by a rotation a manual put-secret-value abandoned): the revoker or the next rotation revokes it after the grace period; `keyrotor revoke-key %s %s` revokes it now", k.KeyID, k.Version, st.Secret, k.KeyID))
+		case OtherOrphan:
+			st.Problems = append(st.Problems, fmt.Sprintf("key %s is named for this secret but no version holds it (an interrupted rotation): the next rotation revokes it", k.KeyID))
+		}
+	}
 }
 
 // describedEntry is a ListSecrets entry as DescribeSecret would return it.
