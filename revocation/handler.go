@@ -345,32 +345,83 @@ func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, s
 		if err != nil {
 			return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
 		}
-		if held {
+		switch held {
+		case adminHolds:
 			return h.refuse(log, m, "the key is the management credential of admin secret "+admin)
+		case adminUnknown:
+			// The admin secret records no key_id (it is optional): only a
+			// name derived from this secret's identity proves the key is
+			// not the management credential.
+			named, err := h.namedForSecret(ctx, old, m, sec)
+			if err != nil {
+				return providers.Credential{}, "", err
+			}
+			if !named {
+				return h.refuse(log, m, "admin secret "+admin+" records no key_id, so nothing proves this key is not its management credential, "+
+					"and the vendor lists no key of that id named for this secret; add the admin key's id as \"key_id\" to admin secret "+admin)
+			}
 		}
 	}
 	return old, "", nil
 }
 
-// heldByAdminSecret reports whether the admin secret holds the key old
-// holds: a hand-edited version naming the admin key must not revoke it.
-func (h *Handler) heldByAdminSecret(ctx context.Context, adminID string, old providers.Credential) (bool, error) {
+// adminHold says whether an admin secret holds a key.
+type adminHold int
+
+const (
+	adminHoldsNot adminHold = iota // the admin secret's key_id is another key
+	adminHolds                     // the key is the admin secret's management credential
+	adminUnknown                   // the admin secret records no key_id: it cannot tell
+)
+
+// heldByAdminSecret says whether the admin secret holds the key old holds:
+// a hand-edited version naming the admin key must not revoke it. Whoever
+// writes the version knows the admin key's id (vendor consoles show it), not
+// the key: when the admin secret records no key_id, a key that differs from
+// its key proves nothing (adminUnknown).
+func (h *Handler) heldByAdminSecret(ctx context.Context, adminID string, old providers.Credential) (adminHold, error) {
 	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(adminID), VersionStage: aws.String("AWSCURRENT")})
 	var nf *smtypes.ResourceNotFoundException
 	if errors.As(err, &nf) {
-		return false, nil
+		return adminHoldsNot, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("secretsmanager.GetSecretValue(admin secret %s, to spare its key): %w", adminID, err)
+		return adminHoldsNot, fmt.Errorf("secretsmanager.GetSecretValue(admin secret %s, to spare its key): %w", adminID, err)
 	}
 	var v struct {
 		Key   string `json:"key"`
 		KeyID string `json:"key_id"`
 	}
 	if json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v) != nil {
+		return adminHoldsNot, nil
+	}
+	switch {
+	case (v.KeyID != "" && v.KeyID == old.KeyID) || (v.Key != "" && v.Key == old.Key):
+		return adminHolds, nil
+	case v.KeyID == "":
+		return adminUnknown, nil
+	}
+	return adminHoldsNot, nil
+}
+
+// namedForSecret reports whether the vendor lists key m.KeyID under this
+// secret's identity names (keyrotor minted it for this secret). A vendor that
+// cannot list keys proves nothing.
+func (h *Handler) namedForSecret(ctx context.Context, old providers.Credential, m Message, sec described) (bool, error) {
+	l, ok := h.providers[m.Provider].(providers.Lister)
+	if !ok {
 		return false, nil
 	}
-	return (v.KeyID != "" && v.KeyID == old.KeyID) || (v.Key != "" && v.Key == old.Key), nil
+	keys, err := l.ListKeys(ctx, old, keyrotor.KeyNamePrefix(sec.id))
+	if err != nil {
+		return false, fmt.Errorf("revoke key %s of %s: list its keys to prove it was minted for this secret: %w", m.KeyID, m.SecretID, err)
+	}
+	for _, k := range keys {
+		if k.ID == m.KeyID && k.Name != "" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // provenAbandoned goes on ("") with a key of an abandoned version only if
