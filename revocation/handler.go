@@ -340,29 +340,44 @@ func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, s
 		return h.refuse(log, m, "the old version does not hold this key (it holds "+old.KeyID+")")
 	}
 	old.Secret = sec.id
-	if admin := old.Attr(providers.FieldAdminSecretID); admin != "" {
-		held, err := h.heldByAdminSecret(ctx, admin, old)
-		if err != nil {
-			return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
-		}
-		switch held {
-		case adminHolds:
-			return h.refuse(log, m, "the key is the management credential of admin secret "+admin)
-		case adminUnknown:
-			// The admin secret records no key_id (it is optional): only a
-			// name derived from this secret's identity proves the key is
-			// not the management credential.
-			named, err := h.namedForSecret(ctx, old, m, sec)
-			if err != nil {
-				return providers.Credential{}, "", err
-			}
-			if !named {
-				return h.refuse(log, m, "admin secret "+admin+" records no key_id, so nothing proves this key is not its management credential, "+
-					"and the vendor lists no key of that id named for this secret; add the admin key's id as \"key_id\" to admin secret "+admin)
-			}
-		}
+	if ok, why, err := NotAnAdminKey(ctx, h.sm, h.providers[m.Provider], old); err != nil {
+		return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
+	} else if !ok {
+		return h.refuse(log, m, why)
 	}
 	return old, "", nil
+}
+
+// NotAnAdminKey reports whether owner's key (owner.KeyID, held by a version
+// of the secret owner.Secret) is provably not the management credential of
+// the admin secret owner names; why says what is missing when it is not. A
+// version's value is input: whoever may write the secret knows the admin
+// key's id (vendor consoles show it), not the key. So a key is proven not to
+// be the admin key when the admin secret records another key_id, or, when it
+// records none (key_id is optional), when the vendor lists the key under this
+// secret's identity names (keyrotor minted it for this secret). The revoker
+// and an emergency rotation's direct revoke of AWSPREVIOUS both ask it.
+func NotAnAdminKey(ctx context.Context, sm SecretsManager, p providers.Provider, owner providers.Credential) (ok bool, why string, err error) {
+	admin := owner.Attr(providers.FieldAdminSecretID)
+	if admin == "" {
+		return true, "", nil
+	}
+	held, err := heldByAdminSecret(ctx, sm, admin, owner)
+	if err != nil {
+		return false, "", err
+	}
+	switch held {
+	case adminHolds:
+		return false, "the key is the management credential of admin secret " + admin, nil
+	case adminUnknown:
+		named, err := namedForSecret(ctx, p, owner)
+		if err != nil || named {
+			return named, "", err
+		}
+		return false, "admin secret " + admin + " records no key_id, so nothing proves this key is not its management credential, " +
+			"and the vendor lists no key of that id named for this secret; add the admin key's id as \"key_id\" to admin secret " + admin, nil
+	}
+	return true, "", nil
 }
 
 // adminHold says whether an admin secret holds a key.
@@ -379,8 +394,8 @@ const (
 // writes the version knows the admin key's id (vendor consoles show it), not
 // the key: when the admin secret records no key_id, a key that differs from
 // its key proves nothing (adminUnknown).
-func (h *Handler) heldByAdminSecret(ctx context.Context, adminID string, old providers.Credential) (adminHold, error) {
-	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(adminID), VersionStage: aws.String("AWSCURRENT")})
+func heldByAdminSecret(ctx context.Context, sm SecretsManager, adminID string, old providers.Credential) (adminHold, error) {
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(adminID), VersionStage: aws.String("AWSCURRENT")})
 	var nf *smtypes.ResourceNotFoundException
 	if errors.As(err, &nf) {
 		return adminHoldsNot, nil
@@ -404,20 +419,20 @@ func (h *Handler) heldByAdminSecret(ctx context.Context, adminID string, old pro
 	return adminHoldsNot, nil
 }
 
-// namedForSecret reports whether the vendor lists key m.KeyID under this
-// secret's identity names (keyrotor minted it for this secret). A vendor that
-// cannot list keys proves nothing.
-func (h *Handler) namedForSecret(ctx context.Context, old providers.Credential, m Message, sec described) (bool, error) {
-	l, ok := h.providers[m.Provider].(providers.Lister)
+// namedForSecret reports whether the vendor lists key owner.KeyID under the
+// identity names of owner's secret (keyrotor minted it for this secret). A
+// vendor that cannot list keys proves nothing.
+func namedForSecret(ctx context.Context, p providers.Provider, owner providers.Credential) (bool, error) {
+	l, ok := p.(providers.Lister)
 	if !ok {
 		return false, nil
 	}
-	keys, err := l.ListKeys(ctx, old, keyrotor.KeyNamePrefix(sec.id))
+	keys, err := l.ListKeys(ctx, owner, keyrotor.KeyNamePrefix(owner.Secret))
 	if err != nil {
-		return false, fmt.Errorf("revoke key %s of %s: list its keys to prove it was minted for this secret: %w", m.KeyID, m.SecretID, err)
+		return false, fmt.Errorf("list the keys to prove key %s was minted for this secret: %w", owner.KeyID, err)
 	}
 	for _, k := range keys {
-		if k.ID == m.KeyID && k.Name != "" {
+		if k.ID == owner.KeyID && k.Name != "" {
 			return true, nil
 		}
 	}
