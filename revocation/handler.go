@@ -354,37 +354,103 @@ func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, s
 		return h.refuse(log, m, "the old version does not hold this key (it holds "+old.KeyID+")")
 	}
 	old.Secret = sec.id
-	if admin := old.Attr(providers.FieldAdminSecretID); admin != "" {
-		held, err := h.heldByAdminSecret(ctx, admin, old)
-		if err != nil {
-			return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
-		}
-		if held {
-			return h.refuse(log, m, "the key is the management credential of admin secret "+admin)
-		}
+	if ok, why, err := NotAnAdminKey(ctx, h.sm, h.providers[m.Provider], old); err != nil {
+		return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
+	} else if !ok {
+		return h.refuse(log, m, why)
 	}
 	return old, "", nil
 }
 
-// heldByAdminSecret reports whether the admin secret holds the key old
-// holds: a hand-edited version naming the admin key must not revoke it.
-func (h *Handler) heldByAdminSecret(ctx context.Context, adminID string, old providers.Credential) (bool, error) {
-	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(adminID), VersionStage: aws.String("AWSCURRENT")})
+// NotAnAdminKey reports whether owner's key (owner.KeyID, held by a version
+// of the secret owner.Secret) is provably not the management credential of
+// the admin secret owner names; why says what is missing when it is not. A
+// version's value is input: whoever may write the secret knows the admin
+// key's id (vendor consoles show it), not the key. So a key is proven not to
+// be the admin key when the admin secret records another key_id, or, when it
+// records none (key_id is optional), when the vendor lists the key under this
+// secret's identity names (keyrotor minted it for this secret). The revoker
+// and an emergency rotation's direct revoke of AWSPREVIOUS both ask it.
+func NotAnAdminKey(ctx context.Context, sm SecretsManager, p providers.Provider, owner providers.Credential) (ok bool, why string, err error) {
+	admin := owner.Attr(providers.FieldAdminSecretID)
+	if admin == "" {
+		return true, "", nil
+	}
+	held, err := heldByAdminSecret(ctx, sm, admin, owner)
+	if err != nil {
+		return false, "", err
+	}
+	switch held {
+	case adminHolds:
+		return false, "the key is the management credential of admin secret " + admin, nil
+	case adminUnknown:
+		named, err := namedForSecret(ctx, p, owner)
+		if err != nil || named {
+			return named, "", err
+		}
+		return false, "admin secret " + admin + " records no key_id, so nothing proves this key is not its management credential, " +
+			"and the vendor lists no key of that id named for this secret; add the admin key's id as \"key_id\" to admin secret " + admin, nil
+	}
+	return true, "", nil
+}
+
+// adminHold says whether an admin secret holds a key.
+type adminHold int
+
+const (
+	adminHoldsNot adminHold = iota // the admin secret's key_id is another key
+	adminHolds                     // the key is the admin secret's management credential
+	adminUnknown                   // the admin secret records no key_id: it cannot tell
+)
+
+// heldByAdminSecret says whether the admin secret holds the key old holds:
+// a hand-edited version naming the admin key must not revoke it. Whoever
+// writes the version knows the admin key's id (vendor consoles show it), not
+// the key: when the admin secret records no key_id, a key that differs from
+// its key proves nothing (adminUnknown).
+func heldByAdminSecret(ctx context.Context, sm SecretsManager, adminID string, old providers.Credential) (adminHold, error) {
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(adminID), VersionStage: aws.String("AWSCURRENT")})
 	var nf *smtypes.ResourceNotFoundException
 	if errors.As(err, &nf) {
-		return false, nil
+		return adminHoldsNot, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("secretsmanager.GetSecretValue(admin secret %s, to spare its key): %w", adminID, err)
+		return adminHoldsNot, fmt.Errorf("secretsmanager.GetSecretValue(admin secret %s, to spare its key): %w", adminID, err)
 	}
 	var v struct {
 		Key   string `json:"key"`
 		KeyID string `json:"key_id"`
 	}
 	if json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v) != nil {
+		return adminHoldsNot, nil
+	}
+	switch {
+	case (v.KeyID != "" && v.KeyID == old.KeyID) || (v.Key != "" && v.Key == old.Key):
+		return adminHolds, nil
+	case v.KeyID == "":
+		return adminUnknown, nil
+	}
+	return adminHoldsNot, nil
+}
+
+// namedForSecret reports whether the vendor lists key owner.KeyID under the
+// identity names of owner's secret (keyrotor minted it for this secret). A
+// vendor that cannot list keys proves nothing.
+func namedForSecret(ctx context.Context, p providers.Provider, owner providers.Credential) (bool, error) {
+	l, ok := p.(providers.Lister)
+	if !ok {
 		return false, nil
 	}
-	return (v.KeyID != "" && v.KeyID == old.KeyID) || (v.Key != "" && v.Key == old.Key), nil
+	keys, err := l.ListKeys(ctx, owner, keyrotor.KeyNamePrefix(owner.Secret))
+	if err != nil {
+		return false, fmt.Errorf("list the keys to prove key %s was minted for this secret: %w", owner.KeyID, err)
+	}
+	for _, k := range keys {
+		if k.ID == owner.KeyID && k.Name != "" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // provenAbandoned goes on ("") with a key of an abandoned version only if

@@ -240,3 +240,105 @@ func TestSlowVendorDoesNotStarveTheBatch(t *testing.T) {
 		t.Fatal("the other vendor's message was starved: its key is still live")
 	}
 }
+
+// storeUnlabelled stores value as version id of the test secret and leaves
+// it without labels (a hand-edited version, or the writer's put then undone).
+func (e *env) storeUnlabelled(id, value string) {
+	e.t.Helper()
+	e.sm.StartRotation(secretName, id)
+	put(e.sm, id, value)
+	if _, err := e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+		VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String(id)}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestAdminKeyWithoutKeyIDInTheAdminSecret: key_id is optional in an admin
+// secret. Whoever may write a managed secret bound to it knows the admin
+// key's id (vendor consoles show it) but not the key: a version naming that
+// id with any key must still not revoke the admin key.
+func TestAdminKeyWithoutKeyIDInTheAdminSecret(t *testing.T) {
+	for _, c := range []struct {
+		reason string
+		lists  bool // the vendor lists its keys (every admin-secret vendor does)
+	}{{revocation.ReasonRotation, false}, {revocation.ReasonEmergency, false}, {revocation.ReasonAbandoned, false},
+		{revocation.ReasonRotation, true}, {revocation.ReasonEmergency, true}} {
+		t.Run(fmt.Sprintf("%s/lists=%v", c.reason, c.lists), func(t *testing.T) {
+			e := newEnv(t, c.lists)
+			e.vendor.Use(e.cur.ID, e.now)
+			reason := c.reason
+			admin := e.vendor.Add("the admin key")
+			e.sm.Create("keyrotor/admin/fake", fmt.Sprintf(`{"key":%q}`, admin.Secret), nil)
+			e.storeUnlabelled("v3", fmt.Sprintf(`{"provider":"fake","key":"not-the-admin-key","key_id":%q,"admin_secret_id":"keyrotor/admin/fake"}`, admin.ID))
+			m := e.msg(e.now.Add(-time.Minute))
+			m.KeyID, m.OldVersionID, m.Reason = admin.ID, "v3", reason
+			e.handle(m)
+			if !e.vendor.Live()[admin.ID] {
+				t.Fatal("the admin key was revoked: its admin secret records no key_id, and the revoker took that as proof it was not the admin key")
+			}
+			if !strings.Contains(e.emf.String(), `"RevocationsRefused":1`) {
+				t.Fatalf("the refusal was not counted: %s", e.emf.String())
+			}
+		})
+	}
+}
+
+// TestKeyNamedForThisSecretWithAdminSecretWithoutKeyID: the fix for the
+// attack above must not stop the ordinary revocation of a key keyrotor
+// minted for this secret (its name proves it is not the admin key).
+func TestKeyNamedForThisSecretWithAdminSecretWithoutKeyID(t *testing.T) {
+	e := newEnv(t, true) // a vendor that lists its keys by name
+	e.vendor.Use(e.cur.ID, e.now)
+	admin := e.vendor.Add("the admin key")
+	e.sm.Create("keyrotor/admin/fake", fmt.Sprintf(`{"key":%q}`, admin.Secret), nil)
+	desc, _ := e.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretName)})
+	ident, err := keyrotor.ParseARN(aws.ToString(desc.ARN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	minted := e.vendor.Add(keyrotor.KeyName(ident, "v3"))
+	e.storeUnlabelled("v3", fmt.Sprintf(`{"provider":"fake","key":%q,"key_id":%q,"admin_secret_id":"keyrotor/admin/fake"}`, minted.Secret, minted.ID))
+	m := e.msg(e.now.Add(-time.Minute))
+	m.KeyID, m.OldVersionID = minted.ID, "v3"
+	e.handle(m)
+	if e.vendor.Live()[minted.ID] {
+		t.Fatalf("the superseded key minted for this secret was not revoked; logs: %s", e.logs.String())
+	}
+	if !e.vendor.Live()[admin.ID] {
+		t.Fatal("the admin key was revoked")
+	}
+}
+
+// TestDuplicateAbandonedMessageAfterRevoke: SQS delivers at least once. The
+// second delivery of an abandoned key's revocation finds the key gone: it is
+// a skip, not a refusal (which would alarm as a forged message).
+func TestDuplicateAbandonedMessageAfterRevoke(t *testing.T) {
+	e := newEnv(t, false)
+	desc, _ := e.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretName)})
+	ident, _ := keyrotor.ParseARN(aws.ToString(desc.ARN))
+	k := e.vendor.Add(keyrotor.KeyName(ident, "v3"))
+	e.storeUnlabelled("v3", value(k))
+	m := e.msg(e.now.Add(-time.Minute))
+	m.KeyID, m.OldVersionID, m.NewVersionID, m.Reason = k.ID, "v3", "", revocation.ReasonAbandoned
+	e.handle(m)
+	if e.vendor.Live()[k.ID] {
+		t.Fatal("the abandoned key was not revoked")
+	}
+	if resp := e.handle(m); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("failures %v on the duplicate", failed(resp))
+	}
+	if strings.Contains(e.emf.String(), "RevocationsRefused") {
+		t.Fatalf("the duplicate delivery was counted as a refusal (an alarm): %s", e.emf.String())
+	}
+}
+
+// TestGarbageRollbackTagDefers: a rollback-until tag that is not a time holds
+// (fail closed): the revocation is deferred, not done, not dropped.
+func TestGarbageRollbackTagDefers(t *testing.T) {
+	e := newEnv(t, false)
+	e.sm.Tag(secretName, keyrotor.TagRollbackUntil, "tomorrow-ish")
+	resp := e.handle(e.msg(e.now.Add(-time.Minute)))
+	if len(resp.BatchItemFailures) != 0 || !e.vendor.Live()[e.old.ID] || len(e.q.sent) != 1 {
+		t.Fatalf("failures %v, live %v, re-sent %d: want the message deferred", failed(resp), e.vendor.Live(), len(e.q.sent))
+	}
+}

@@ -407,6 +407,14 @@ func (r *Rotator) revokePrevious(ctx context.Context, s *secret, current provide
 	if prev.KeyID == "" || prev.KeyID == current.KeyID {
 		return nil
 	}
+	// No revoker re-validates this revoke: AWSPREVIOUS is input (a manual
+	// put makes any value AWSPREVIOUS), so it must not hold an admin key.
+	if ok, why, err := revocation.NotAnAdminKey(ctx, r.sm, r.p, prev); err != nil {
+		return fmt.Errorf("emergency: check the superseded AWSPREVIOUS key %s before revoking it to make room: %w", prev.KeyID, err)
+	} else if !ok {
+		return providers.E("emergency: make room", providers.Conflict, fmt.Errorf(
+			"not revoking the AWSPREVIOUS key %s to make room at the vendor's key limit: %s", prev.KeyID, why))
+	}
 	if err := r.p.Revoke(ctx, prev, prev.KeyID); err != nil && !providers.IsKind(err, providers.NotFound) {
 		return fmt.Errorf("emergency: revoke the superseded AWSPREVIOUS key %s to make room: %w", prev.KeyID, err)
 	}

@@ -331,3 +331,42 @@ func TestSettleEndsWithAFrozenClock(t *testing.T) {
 		t.Fatalf("slept %v settling with a frozen clock, want about the 5 s window", slept)
 	}
 }
+
+// TestEmergencyNeverRevokesAnAdminKeyToMakeRoom: whoever may write the
+// secret puts a value naming the admin key's id (vendor consoles show it),
+// then puts the real value back: the admin key's version is AWSPREVIOUS.
+// An emergency rotation at the vendor's key limit revokes the AWSPREVIOUS
+// key directly, without the revoker's checks: it must never be the
+// management credential of the admin secret that version names.
+func TestEmergencyNeverRevokesAnAdminKeyToMakeRoom(t *testing.T) {
+	for _, withKeyID := range []bool{true, false} {
+		t.Run(fmt.Sprintf("AdminSecretHasKeyID=%v", withKeyID), func(t *testing.T) {
+			e := newEnv(t, nil)
+			admin := e.vendor.Add("the admin key")
+			adminValue := fmt.Sprintf(`{"key":%q}`, admin.Secret)
+			if withKeyID {
+				adminValue = fmt.Sprintf(`{"key":%q,"key_id":%q}`, admin.Secret, admin.ID)
+			}
+			e.sm.Create("keyrotor/admin/fake", adminValue, nil)
+			put := func(id, v string) {
+				if _, err := e.sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(secretName),
+					ClientRequestToken: aws.String(id), SecretString: aws.String(v), VersionStages: []string{"AWSCURRENT"}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			real := e.sm.Value(secretName, "v1")
+			put("writer-1", fmt.Sprintf(`{"provider":"fake","key":"unknown","key_id":%q,"admin_secret_id":"keyrotor/admin/fake"}`, admin.ID))
+			put("writer-2", real) // the admin key's version is AWSPREVIOUS now
+			e.vendor.MaxKeys = len(e.vendor.Live())
+			e.sm.Tag(secretName, rotation.TagEmergencyToken, token)
+			e.sm.StartRotation(secretName, token)
+			err := e.step(rotation.CreateSecret, token)
+			if !e.vendor.Live()[admin.ID] {
+				t.Fatal("the emergency revoked the admin key, held by a hand-edited AWSPREVIOUS, to make room")
+			}
+			if !providers.IsKind(err, providers.Conflict) || !strings.Contains(err.Error(), "keyrotor/admin/fake") {
+				t.Fatalf("createSecret = %v, want a Conflict that names the admin secret", err)
+			}
+		})
+	}
+}
