@@ -354,7 +354,13 @@ func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, s
 		return h.refuse(log, m, "the old version does not hold this key (it holds "+old.KeyID+")")
 	}
 	old.Secret = sec.id
-	if ok, why, err := NotAnAdminKey(ctx, h.sm, h.providers[m.Provider], old); err != nil {
+	// The key the rotation itself superseded (its old version is now
+	// AWSPREVIOUS of the version the message names as new): an adopted key,
+	// not named for this secret, is revoked this once (DESIGN §5).
+	// (Messages queued before new_version_id existed do not name it.)
+	firstSupersession := m.Reason != ReasonAbandoned && slices.Contains(sec.versions[m.OldVersionID], "AWSPREVIOUS") &&
+		(m.NewVersionID == "" || slices.Contains(sec.versions[m.NewVersionID], "AWSCURRENT"))
+	if ok, why, err := NotAnAdminKey(ctx, h.sm, h.providers[m.Provider], old, firstSupersession); err != nil {
 		return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
 	} else if !ok {
 		return h.refuse(log, m, why)
@@ -371,7 +377,15 @@ func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, s
 // records none (key_id is optional), when the vendor lists the key under this
 // secret's identity names (keyrotor minted it for this secret). The revoker
 // and an emergency rotation's direct revoke of AWSPREVIOUS both ask it.
-func NotAnAdminKey(ctx context.Context, sm SecretsManager, p providers.Provider, owner providers.Credential) (ok bool, why string, err error) {
+//
+// adopted accepts, when the admin secret records no key_id, a key not named
+// for this secret too: the revoker passes it for the message of the rotation
+// that superseded the key (its first supersession), so that keys made before
+// keyrotor (every onboarded secret's first key) are revoked. That leaves one
+// accepted risk, documented in docs/operations.md: a writer of the value can
+// name the admin key's id in AWSCURRENT and let the next rotation revoke it,
+// unless the admin secret records its key_id.
+func NotAnAdminKey(ctx context.Context, sm SecretsManager, p providers.Provider, owner providers.Credential, adopted bool) (ok bool, why string, err error) {
 	admin := owner.Attr(providers.FieldAdminSecretID)
 	if admin == "" {
 		return true, "", nil
@@ -384,6 +398,9 @@ func NotAnAdminKey(ctx context.Context, sm SecretsManager, p providers.Provider,
 	case adminHolds:
 		return false, "the key is the management credential of admin secret " + admin, nil
 	case adminUnknown:
+		if adopted {
+			return true, "", nil
+		}
 		named, err := namedForSecret(ctx, p, owner)
 		if err != nil || named {
 			return named, "", err

@@ -342,3 +342,40 @@ func TestGarbageRollbackTagDefers(t *testing.T) {
 		t.Fatalf("failures %v, live %v, re-sent %d: want the message deferred", failed(resp), e.vendor.Live(), len(e.q.sent))
 	}
 }
+
+// TestAdoptedKeyRevokedOnItsFirstSupersession: every onboarded secret's first
+// key was made before keyrotor, so it is not named for the secret, and many
+// admin secrets record no key_id. The message of the rotation that superseded
+// it (the old version AWSPREVIOUS of the new AWSCURRENT) still revokes it;
+// any other message for such a key (abandoned) is refused.
+func TestAdoptedKeyRevokedOnItsFirstSupersession(t *testing.T) {
+	for _, reason := range []string{revocation.ReasonRotation, revocation.ReasonAbandoned} {
+		t.Run(reason, func(t *testing.T) {
+			e := newEnv(t, false)
+			e.sm.Create("keyrotor/admin/fake", `{"key":"the-admin-token"}`, nil)
+			withAdmin := func(k string) string {
+				return strings.TrimSuffix(k, "}") + `,"admin_secret_id":"keyrotor/admin/fake"}`
+			}
+			// v3 (the adopted key, with the admin secret) is superseded by v4.
+			e.sm.StartRotation(secretName, "v3")
+			put(e.sm, "v3", withAdmin(value(e.old)))
+			e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v3", "v2"))
+			e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+				VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String("v3")})
+			e.sm.StartRotation(secretName, "v4")
+			put(e.sm, "v4", withAdmin(value(e.cur)))
+			e.sm.UpdateSecretVersionStage(context.Background(), moveCurrent("v4", "v3"))
+			e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+				VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String("v4")})
+			m := e.msg(e.now.Add(-time.Minute))
+			m.Version, m.Reason, m.OldVersionID, m.NewVersionID = 2, reason, "v3", "v4"
+			if reason == revocation.ReasonAbandoned {
+				m.NewVersionID = ""
+			}
+			e.handle(m)
+			if revoked := !e.vendor.Live()[e.old.ID]; revoked != (reason == revocation.ReasonRotation) {
+				t.Fatalf("reason %s: adopted key revoked=%v; want revoked only by the rotation that superseded it", reason, revoked)
+			}
+		})
+	}
+}

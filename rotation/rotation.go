@@ -409,7 +409,7 @@ func (r *Rotator) revokePrevious(ctx context.Context, s *secret, current provide
 	}
 	// No revoker re-validates this revoke: AWSPREVIOUS is input (a manual
 	// put makes any value AWSPREVIOUS), so it must not hold an admin key.
-	if ok, why, err := revocation.NotAnAdminKey(ctx, r.sm, r.p, prev); err != nil {
+	if ok, why, err := revocation.NotAnAdminKey(ctx, r.sm, r.p, prev, false); err != nil {
 		return fmt.Errorf("emergency: check the superseded AWSPREVIOUS key %s before revoking it to make room: %w", prev.KeyID, err)
 	} else if !ok {
 		return providers.E("emergency: make room", providers.Conflict, fmt.Errorf(
