@@ -228,17 +228,21 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 		// Where the vendor reports use, it also says whether the key
 		// still exists at this owner: a key already gone there is counted
 		// as such, never as a revocation done.
-		if _, err := lu.LastUsed(ctx, old, m.KeyID); providers.IsKind(err, providers.NotFound) {
+		oldUsed, err := lu.LastUsed(ctx, old, m.KeyID)
+		if providers.IsKind(err, providers.NotFound) {
 			log.Info("the key is already gone at its owner: nothing to revoke")
 			h.count(m.Provider, MetricAlreadyGone, "")
 			return Revoked, nil
 		}
 		if m.Reason == ReasonRotation {
+			if err != nil {
+				return "", fmt.Errorf("revoke key %s of %s: last use of the old key: %w", m.KeyID, m.SecretID, err)
+			}
 			current, err := h.readCurrent(ctx, m, sec)
 			if err != nil {
 				return "", err
 			}
-			res, err := h.checkUse(ctx, log, lu, old, current, m, now)
+			res, err := h.checkUse(ctx, log, lu, oldUsed, current, m, now)
 			if err != nil || res != "" {
 				return res, err
 			}
@@ -570,14 +574,7 @@ func (h *Handler) resendErr(ctx context.Context, m Message, delay time.Duration)
 // rotation finished (testSecret's own verification comes before) or the old
 // key was used after its grace period ended, up to MaxDelay past not_before.
 // It returns "" to go on with the revocation.
-func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.LastUseReporter, old, current providers.Credential, m Message, now time.Time) (Result, error) {
-	oldUsed, err := lu.LastUsed(ctx, old, m.KeyID)
-	if providers.IsKind(err, providers.NotFound) {
-		return "", nil // already gone: Revoke will say so
-	}
-	if err != nil {
-		return "", fmt.Errorf("revoke key %s of %s: last use of the old key: %w", m.KeyID, m.SecretID, err)
-	}
+func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.LastUseReporter, oldUsed time.Time, current providers.Credential, m Message, now time.Time) (Result, error) {
 	newUsed, err := lu.LastUsed(ctx, current, current.KeyID)
 	if err != nil {
 		return "", fmt.Errorf("revoke key %s of %s: last use of the new key %s: %w", m.KeyID, m.SecretID, current.KeyID, err)
