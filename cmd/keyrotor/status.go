@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/spf13/cobra"
 
 	"github.com/keyrotor/keyrotor/internal/operator"
@@ -16,6 +16,7 @@ func newStatusCmd() *cobra.Command {
 	var (
 		asJSON   bool
 		noVendor bool
+		wide     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status [SECRET...]",
@@ -48,7 +49,9 @@ adds it) are marked with ✗ and listed under the table; then status exits with 
 			if asJSON {
 				err = printJSON(cmd.OutOrStdout(), sts)
 			} else {
-				printStatus(cmd.OutOrStdout(), sts, time.Now())
+				out := detectOutput(cmd.OutOrStdout())
+				out.Wide = wide
+				printStatus(cmd.OutOrStdout(), cmd.ErrOrStderr(), out, sts, time.Now())
 			}
 			if err != nil {
 				return err
@@ -66,19 +69,47 @@ adds it) are marked with ✗ and listed under the table; then status exits with 
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (a list of objects) for scripts")
+	cmd.Flags().BoolVar(&wide, "wide", false, "on a terminal, show every column in full however wide the table gets")
 	cmd.Flags().BoolVar(&noVendor, "no-vendor", false, "do not ask the vendors whether previous keys are live")
 	return operatorCommand(cmd, cobra.ArbitraryArgs)
 }
 
-func printStatus(w io.Writer, sts []operator.Status, now time.Time) {
+// statusColumns are status's columns. On a terminal too narrow for all of
+// them (docs/operator.md), SECRET, KEY ID and PREVIOUS KEY cells longer
+// than 40, 24 and 48 columns are cut with an ellipsis; then columns drop in
+// this order: LAST ROTATED, INTERVAL, PROVIDER, NEXT ROTATION, AGE; then
+// the widest of SECRET, KEY ID and PREVIOUS KEY is cut further, down to 16,
+// 12 and 16 columns. The mark, SECRET, KEY ID, ROTATION and PREVIOUS KEY
+// always stay. In plain text (not a terminal) the
+// mark becomes the PROBLEMS column, the count of the secret's problems.
+var statusColumns = []column{
+	{Header: "", TerminalOnly: true},
+	{Header: "SECRET", Cap: 40, Min: 16},
+	{Header: "PROVIDER", Drop: 3},
+	{Header: "KEY ID", Cap: 24, Min: 12},
+	{Header: "AGE", Drop: 5},
+	{Header: "INTERVAL", Drop: 2},
+	{Header: "LAST ROTATED", Drop: 1},
+	{Header: "NEXT ROTATION", Drop: 4},
+	{Header: "ROTATION"},
+	{Header: "PREVIOUS KEY", Cap: 48, Min: 16},
+	{Header: "PROBLEMS"},
+}
+
+// printStatus writes the status table to w and the problems after it: on a
+// terminal each problem as a "✗ SECRET: problem" line under the table; in
+// plain text the table alone, each problem as a "SECRET: problem" line on
+// errw, so that the table stays one row per secret for scripts.
+func printStatus(w, errw io.Writer, out output, sts []operator.Status, now time.Time) {
 	if len(sts) == 0 {
 		fmt.Fprintln(w, "no managed secrets (tag keyrotor:managed=true, or run `keyrotor inventory apply`)")
 		return
 	}
-	t := table.NewWriter()
-	t.SetOutputMirror(w)
-	t.SetStyle(table.StyleLight)
-	t.AppendHeader(table.Row{"", "SECRET", "PROVIDER", "KEY ID", "AGE", "INTERVAL", "LAST ROTATED", "NEXT ROTATION", "ROTATION", "PREVIOUS KEY"})
+	cols := statusColumns
+	if out.Terminal {
+		cols = cols[:len(cols)-1] // the mark says it
+	}
+	rows := make([][]string, 0, len(sts))
 	for _, st := range sts {
 		mark := "✓"
 		if len(st.Problems) > 0 {
@@ -96,13 +127,21 @@ func printStatus(w io.Writer, sts []operator.Status, now time.Time) {
 		if st.PendingSince != nil {
 			rot += " for " + operator.FormatAge(now.Sub(*st.PendingSince))
 		}
-		t.AppendRow(table.Row{mark, st.Secret, st.Provider, dashIfEmpty(st.KeyID), age, interval,
-			fmtWhen(st.LastRotated, now), fmtWhen(st.NextRotation, now), rot, previousCell(st, now)})
+		row := []string{mark, st.Secret, st.Provider, dashIfEmpty(st.KeyID), age, interval,
+			fmtWhen(st.LastRotated, now), fmtWhen(st.NextRotation, now), rot, previousCell(st, now)}
+		if !out.Terminal {
+			row = append(row, strconv.Itoa(len(st.Problems)))
+		}
+		rows = append(rows, row)
 	}
-	t.Render()
+	renderTable(w, out, cols, rows)
 	for _, st := range sts {
 		for _, p := range st.Problems {
-			fmt.Fprintf(w, "✗ %s: %s\n", st.Secret, p)
+			if out.Terminal {
+				fmt.Fprintf(w, "✗ %s: %s\n", st.Secret, p)
+			} else {
+				fmt.Fprintf(errw, "%s: %s\n", st.Secret, p)
+			}
 		}
 	}
 }

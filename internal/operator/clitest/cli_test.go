@@ -431,11 +431,13 @@ func TestRefusals(t *testing.T) {
 	mustContain(t, "rollback without a previous version", r.stderr, "no previous version")
 	r = c.expect(operator.ExitRefused, "rotate", "ops/one-version")
 	mustContain(t, "rotate without a rotation function", r.stderr, "no rotation function")
-	// status marks the problem and exits 3.
+	// status lists the problem and exits 3; not on a terminal, the table is
+	// plain (one tab-separated row per secret) and the problems are on stderr.
 	r = c.expect(operator.ExitProblems, "status", "ops/one-version", fresh)
-	mustContain(t, "status of a secret without rotation", r.stdout, "✗ ops/one-version: rotation is not enabled")
-	if strings.Contains(r.stdout, "✗ "+fresh) {
-		t.Fatalf("status reports a problem with %s:\n%s", fresh, r.stdout)
+	mustContain(t, "status of a secret without rotation", r.stderr, "ops/one-version: rotation is not enabled")
+	mustContain(t, "status of a secret without rotation", r.stdout, "SECRET\tPROVIDER\tKEY ID", "ops/one-version\t")
+	if strings.Contains(r.stderr, fresh+": ") || strings.ContainsAny(r.stdout, "✓✗│─") {
+		t.Fatalf("status reports a problem with %s, or is not plain:\n%s\n%s", fresh, r.stdout, r.stderr)
 	}
 }
 
@@ -460,7 +462,7 @@ func TestVendorDownStuckAndUnstick(t *testing.T) {
 	}
 
 	r = c.expect(operator.ExitProblems, "status", secret)
-	mustContain(t, "status during an outage", r.stdout, "✗ "+secret+": cannot ask gateway about the previous key")
+	mustContain(t, "status during an outage", r.stderr, secret+": cannot ask gateway about the previous key")
 	r = c.expect(operator.ExitFailure, "rotate", secret, "--wait")
 	mustContain(t, "rotate during an outage", r.stderr, "failed at createSecret")
 	c.s.GatewayFaults.Set(gateway.NoFault)
