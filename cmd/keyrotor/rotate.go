@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -27,6 +28,13 @@ rotation function, and for a while after a rollback (see "keyrotor rollback").
 --wait follows the rotation step by step until the new key is AWSCURRENT, and exits 1 with
 the failing step and its reason if it fails or does not finish within --timeout.
 
+While it waits it prints, on standard error, a line each time what it waits for changes
+(Secrets Manager, a step of the rotation function, the revoker), with the time elapsed, and
+a "still waiting" line every 15 s on a terminal (every minute otherwise) while nothing
+changes. Interrupted (Ctrl-C, SIGTERM), it stops waiting and says what it leaves behind:
+the rotation goes on in Secrets Manager without keyrotor, which key is AWSCURRENT, which
+keys are still live and the command that kills each.
+
 --emergency is for a leaked key: it tags the secret keyrotor:emergency-token with this
 rotation's ClientRequestToken, so the rotation function uses a grace period of 0 and the
 revoker revokes the superseded keys as soon as the new key has passed testSecret, without
@@ -35,7 +43,8 @@ whenever the set changes, until the vendor confirms that every superseded key of
 is revoked: the leaked key, the key still in grace from the rotation before (AWSPREVIOUS),
 and the keys of unlabelled versions. It exits 0 only then; otherwise, after --timeout, it
 exits 1 listing each key still live with the command that revokes it now
-("keyrotor revoke-key SECRET KEY_ID"). Applications still holding an old key fail until
+("keyrotor revoke-key SECRET KEY_ID"), or, when the rotation itself did not finish, saying
+that the leaked key is still AWSCURRENT and live and what to run. Applications still holding an old key fail until
 they read the new one. A Stripe key cannot be rotated by API: it says what to do at Stripe
 (roll the key in the dashboard, then "keyrotor import").`,
 		Example: `  keyrotor rotate demo/gateway --wait
@@ -45,6 +54,7 @@ they read the new one. A Stripe key cannot be rotated by API: it says what to do
 			if err != nil {
 				return err
 			}
+			opts.ProgressEvery = progressEvery(cmd.ErrOrStderr())
 			res, err := op.Rotate(cmd.Context(), args[0], opts)
 			if err != nil {
 				return exitWith(cmd, err)
@@ -78,4 +88,13 @@ they read the new one. A Stripe key cannot be rotated by API: it says what to do
 	f.DurationVar(&opts.Timeout, "timeout", 15*time.Minute, "how long --wait and --emergency wait")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return operatorCommand(cmd, cobra.ExactArgs(1))
+}
+
+// progressEvery is how often a long wait repeats its state when nothing
+// changes: every 15 s for a person at a terminal, every minute in a log.
+func progressEvery(stderr io.Writer) time.Duration {
+	if detectOutput(stderr).Terminal {
+		return 15 * time.Second
+	}
+	return time.Minute
 }

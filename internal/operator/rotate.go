@@ -2,7 +2,6 @@ package operator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -28,6 +27,12 @@ type RotateOptions struct {
 	Emergency bool
 	// Timeout bounds the wait (default 15 minutes).
 	Timeout time.Duration
+	// ProgressEvery is how often a wait repeats its state when nothing
+	// changes (default 15s): a wait prints one line per change of what it
+	// waits for, each with the time elapsed, and one line every
+	// ProgressEvery in between, so that a silent terminal means a hung
+	// command, never a slow vendor.
+	ProgressEvery time.Duration
 }
 
 // RotateResult is what Rotate did.
@@ -78,6 +83,66 @@ func (e *StepError) Error() string {
 }
 
 func (e *StepError) Unwrap() error { return e.Err }
+
+// WaitStoppedError is a wait stopped from outside (SIGINT or SIGTERM cancel
+// the command's context): what it was waiting for and what it leaves
+// behind, since the rotation goes on in Secrets Manager without keyrotor.
+// It does not wrap the context's error, so that the CLI prints it rather
+// than treating it as a silent cancellation.
+type WaitStoppedError struct {
+	Op, Secret string
+	Elapsed    time.Duration
+	// Waiting is what the wait was waiting for; LeftBehind the state it
+	// leaves and what to do about it.
+	Waiting, LeftBehind string
+}
+
+func (e *WaitStoppedError) Error() string {
+	return fmt.Sprintf("%s %s: stopped after %s while %s; %s", e.Op, e.Secret, fmtElapsed(e.Elapsed), e.Waiting, e.LeftBehind)
+}
+
+// waitLine reports a long wait: a line whenever what it waits for changes
+// and, while it does not, one every `every`, each with the time elapsed.
+type waitLine struct {
+	o        *Operator
+	secret   string
+	start    time.Time
+	deadline time.Time
+	every    time.Duration
+	last     string // what it waits for, as last reported
+	lastAt   time.Time
+}
+
+func (o *Operator) newWaitLine(secret string, opts RotateOptions) *waitLine {
+	start := o.now()
+	w := &waitLine{o: o, secret: secret, start: start, deadline: start.Add(o.timeout(opts.Timeout)), every: opts.ProgressEvery}
+	if w.every <= 0 {
+		w.every = 15 * time.Second
+	}
+	return w
+}
+
+// waiting reports that the wait now waits for what ("waiting for ...").
+func (w *waitLine) waiting(what string) {
+	now := w.o.now()
+	switch {
+	case what != w.last:
+		w.o.progress("%s: [%s] %s", w.secret, fmtElapsed(now.Sub(w.start)), what)
+	case now.Sub(w.lastAt) >= w.every:
+		w.o.progress("%s: [%s] still %s (gives up in %s)", w.secret, fmtElapsed(now.Sub(w.start)), what, fmtElapsed(w.deadline.Sub(now)))
+	default:
+		return
+	}
+	w.last, w.lastAt = what, now
+}
+
+func (w *waitLine) elapsed() time.Duration { return w.o.now().Sub(w.start) }
+
+// timedOut reports whether the wait's time is up.
+func (w *waitLine) timedOut() bool { return !w.o.now().Before(w.deadline) }
+
+// fmtElapsed formats a wait's duration to the second: 1m15s.
+func fmtElapsed(d time.Duration) string { return max(d, 0).Round(time.Second).String() }
 
 var stepName = regexp.MustCompile(`\b(createSecret|setSecret|testSecret|finishSecret)\b`)
 
@@ -155,21 +220,72 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 	if !opts.Wait && !opts.Emergency {
 		return res, nil
 	}
-	deadline := o.now().Add(o.timeout(opts.Timeout))
-	if err := o.follow(ctx, op, s, token, deadline); err != nil {
-		return res, err
+	wl := o.newWaitLine(res.Secret, opts)
+	// What a rotation that is not finished leaves behind, said on a
+	// timeout and when the wait is stopped.
+	q := inventory.ShellQuote(id)
+	leftBehind := fmt.Sprintf("the rotation (version %s) goes on in Secrets Manager without keyrotor; the old key %s stays AWSCURRENT until it finishes; follow it with `keyrotor status %s`", token, cur.KeyID, q)
+	if opts.Emergency {
+		leftBehind = fmt.Sprintf("the leaked key %s is still AWSCURRENT and live at %s: the emergency rotation (version %s) goes on in Secrets Manager without keyrotor, and the revoker revokes the key once it finishes; check with `keyrotor status %s`. If it does not finish, read why in the rotation function's logs, then `keyrotor unstick %s --force && keyrotor rotate %s --emergency` (revoking the key at %s by hand instead stops every application still using it)",
+			cur.KeyID, cur.Provider, token, q, q, q, cur.Provider)
+	}
+	if err := o.follow(ctx, op, s, token, wl, leftBehind); err != nil {
+		return res, o.stopped(ctx, op, id, wl, leftBehind, err)
 	}
 	res.Finished = true
 	now, err := o.readCurrent(ctx, op, s)
 	if err != nil {
-		return res, err
+		return res, o.stopped(ctx, op, id, wl, leftBehind, err)
 	}
 	res.NewKeyID = now.KeyID
-	o.progress("%s: finishSecret done: key %s is AWSCURRENT", res.Secret, now.KeyID)
+	o.progress("%s: [%s] finishSecret done: key %s is AWSCURRENT", res.Secret, fmtElapsed(wl.elapsed()), now.KeyID)
 	if !opts.Emergency {
 		return res, nil
 	}
-	return res, o.awaitSuperseded(ctx, op, s, now, deadline, &res)
+	err = o.awaitSuperseded(ctx, op, s, now, wl, &res)
+	if err != nil && ctx.Err() != nil {
+		var live []SupersededKey
+		for _, k := range res.Superseded {
+			if k.State != KeyRevoked {
+				live = append(live, k)
+			}
+		}
+		left := fmt.Sprintf("the new key %s is AWSCURRENT; the revoker revokes the superseded keys when their messages fire", now.KeyID)
+		if len(live) > 0 {
+			left += "; until then these are still live, kill each now:" + killList(id, live)
+		}
+		return res, o.stopped(ctx, op, id, wl, left, err)
+	}
+	return res, err
+}
+
+// stopped turns an error of a wait whose context is done (SIGINT, SIGTERM)
+// into a WaitStoppedError saying what the wait leaves behind.
+func (o *Operator) stopped(ctx context.Context, op, id string, wl *waitLine, leftBehind string, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	waiting := wl.last
+	if waiting == "" {
+		waiting = "waiting for the rotation"
+	}
+	return &WaitStoppedError{Op: op, Secret: id, Elapsed: wl.elapsed(), Waiting: waiting, LeftBehind: leftBehind}
+}
+
+// killList is one line per live key with the command that revokes it.
+func killList(id string, keys []SupersededKey) string {
+	var b strings.Builder
+	for _, k := range keys {
+		what := string(k.State)
+		switch {
+		case k.Error != "":
+			what = "state unknown: " + k.Error
+		case what == "":
+			what = "not yet asked"
+		}
+		fmt.Fprintf(&b, "\n  key %s (version %s%s, %s): keyrotor revoke-key %s %s", k.KeyID, k.Version, labelList(k.Labels), what, inventory.ShellQuote(id), inventory.ShellQuote(k.KeyID))
+	}
+	return b.String()
 }
 
 // awaitSuperseded waits until the vendor no longer knows any key of the
@@ -178,7 +294,7 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 // emergency ends with the leaked key dead, or says exactly what is still
 // alive and how to kill it: an error listing each live key with the
 // command that revokes it.
-func (o *Operator) awaitSuperseded(ctx context.Context, op string, s *secret, newCur providers.Credential, deadline time.Time, res *RotateResult) error {
+func (o *Operator) awaitSuperseded(ctx context.Context, op string, s *secret, newCur providers.Credential, wl *waitLine, res *RotateResult) error {
 	keys, err := o.superseded(ctx, op, s, newCur)
 	if err != nil {
 		return err
@@ -191,7 +307,7 @@ func (o *Operator) awaitSuperseded(ctx context.Context, op string, s *secret, ne
 	if err != nil {
 		return fmt.Errorf("%s %s: confirm the revocation of the superseded keys: %w", op, s.id, err)
 	}
-	last := ""
+	res.Superseded = keys
 	for {
 		var live []string
 		for i := range keys {
@@ -200,6 +316,9 @@ func (o *Operator) awaitSuperseded(ctx context.Context, op string, s *secret, ne
 				continue
 			}
 			state, err := keyState(ctx, p, k.cred, k.KeyID, k.cred)
+			if ctx.Err() != nil {
+				return ctx.Err() // stopped: keep what the vendor last said
+			}
 			k.State, k.Error = state, ""
 			if err != nil {
 				k.Error = err.Error()
@@ -216,27 +335,19 @@ func (o *Operator) awaitSuperseded(ctx context.Context, op string, s *secret, ne
 			}
 		}
 		if len(live) == 0 {
-			o.progress("%s: every superseded key is revoked at %s (%d)", res.Secret, newCur.Provider, len(keys))
+			o.progress("%s: [%s] every superseded key is revoked at %s (%d)", res.Secret, fmtElapsed(wl.elapsed()), newCur.Provider, len(keys))
 			return nil
 		}
-		if msg := fmt.Sprintf("%s: waiting for the revoker: %d of %d superseded keys still live at %s: %s", res.Secret, len(live), len(keys), newCur.Provider, strings.Join(live, ", ")); msg != last {
-			o.progress("%s", msg)
-			last = msg
-		}
-		if !o.now().Before(deadline) {
-			var b strings.Builder
-			fmt.Fprintf(&b, "%s %s: the new key %s is AWSCURRENT, but %d superseded keys are still live at %s (check the revoker and its dead-letter queue); kill each now:", op, s.id, newCur.KeyID, len(live), newCur.Provider)
+		wl.waiting(fmt.Sprintf("waiting for the revoker: %d of %d superseded keys still live at %s: %s", len(live), len(keys), newCur.Provider, strings.Join(live, ", ")))
+		if wl.timedOut() {
+			var liveKeys []SupersededKey
 			for _, k := range keys {
-				if k.State == KeyRevoked {
-					continue
+				if k.State != KeyRevoked {
+					liveKeys = append(liveKeys, k)
 				}
-				what := "live"
-				if k.Error != "" {
-					what = "state unknown: " + k.Error
-				}
-				fmt.Fprintf(&b, "\n  key %s (version %s%s, %s): keyrotor revoke-key %s %s", k.KeyID, k.Version, labelList(k.Labels), what, inventory.ShellQuote(s.id), inventory.ShellQuote(k.KeyID))
 			}
-			return errors.New(b.String())
+			return fmt.Errorf("%s %s: the new key %s is AWSCURRENT, but after %s %d superseded keys are still live at %s (check the revoker and its dead-letter queue); kill each now:%s",
+				op, s.id, newCur.KeyID, fmtElapsed(wl.elapsed()), len(live), newCur.Provider, killList(s.id, liveKeys))
 		}
 		if err := o.sleep(ctx, o.pollInterval()); err != nil {
 			return err
@@ -286,8 +397,7 @@ func (o *Operator) superseded(ctx context.Context, op string, s *secret, newCur 
 
 // follow polls the secret until version token is AWSCURRENT, reporting each
 // step as it shows in the version's labels and value.
-func (o *Operator) follow(ctx context.Context, op string, s *secret, token string, deadline time.Time) error {
-	last := ""
+func (o *Operator) follow(ctx context.Context, op string, s *secret, token string, wl *waitLine, leftBehind string) error {
 	for {
 		desc, err := o.SM.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(s.id)})
 		if err != nil {
@@ -299,7 +409,7 @@ func (o *Operator) follow(ctx context.Context, op string, s *secret, token strin
 		case has(stages, rotation.Current):
 			return nil
 		case !exists:
-			phase = "waiting for Secrets Manager to start the rotation"
+			phase = "Secrets Manager to start the rotation"
 		case !has(stages, rotation.Pending):
 			return &StepError{Secret: s.name(), Reason: fmt.Sprintf("version %s lost AWSPENDING without becoming AWSCURRENT (cleared by someone?)", token)}
 		default:
@@ -312,16 +422,13 @@ func (o *Operator) follow(ctx context.Context, op string, s *secret, token strin
 				phase = "setSecret/testSecret/finishSecret"
 			}
 		}
-		if phase != last {
-			o.progress("%s: %s", s.name(), phase)
-			last = phase
-		}
-		if !o.now().Before(deadline) {
+		wl.waiting("waiting for " + phase)
+		if wl.timedOut() {
 			step := ""
 			if phase == string(rotation.CreateSecret) {
 				step = phase
 			}
-			return &StepError{Secret: s.name(), Step: step, Reason: fmt.Sprintf("not finished in time, still at %s; the rotation function's logs say why (CloudWatch Logs of %s)", phase, aws.ToString(desc.RotationLambdaARN))}
+			return &StepError{Secret: s.name(), Step: step, Reason: fmt.Sprintf("not finished after %s, still at %s; the rotation function's logs say why (CloudWatch Logs of %s); %s", fmtElapsed(wl.elapsed()), phase, aws.ToString(desc.RotationLambdaARN), leftBehind)}
 		}
 		if err := o.sleep(ctx, o.pollInterval()); err != nil {
 			return err
