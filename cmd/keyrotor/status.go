@@ -34,7 +34,13 @@ Problems (a stuck rotation, a key older than 1.5 × its interval, rotation not e
 previous key still live long after its grace period, a vendor that cannot be asked, a
 missing binding: an IAM user without the tag keyrotor:secret = the secret's ARN, an admin
 secret whose keyrotor:admin-for does not match the secret's name, each with the command that
-adds it) are marked with ✗ and listed under the table; then status exits with 3.`,
+adds it) are marked with ✗ and listed under the table; then status exits with 3.
+
+On a terminal the table fits its width: long names, key ids and previous-key cells are cut
+with "…", and columns drop in this order: LAST ROTATED, INTERVAL, PROVIDER, NEXT ROTATION,
+AGE. --wide shows the full table. Not on a terminal (a pipe, a file) it is plain text:
+tab-separated, header first, no box drawing or marks, a PROBLEMS column with the number of
+problems, and the problems on standard error.`,
 		Example: `  keyrotor status
   keyrotor status demo/gateway --json | jq '.[0].previous'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
