@@ -1,6 +1,10 @@
 package operator
 
-import "context"
+import (
+	"context"
+
+	"github.com/keyrotor/keyrotor/audit"
+)
 
 // The tests reach what the operator gained for issue 10 only through this
 // file, so that they can be run once against the code before it (with this
@@ -23,3 +27,7 @@ func revokeKey(op *Operator, secret, keyID string) (bool, error) {
 	res, err := op.RevokeKey(context.Background(), secret, keyID)
 	return res.Revoked, err
 }
+
+// auditDisabled is whether the auditor counts the secret as rotation
+// disabled (issue 12: the rule status shares).
+func auditDisabled(a audit.Status) bool { return a.RotationDisabled() }
