@@ -31,3 +31,6 @@ func revokeKey(op *Operator, secret, keyID string) (bool, error) {
 // auditDisabled is whether the auditor counts the secret as rotation
 // disabled (issue 12: the rule status shares).
 func auditDisabled(a audit.Status) bool { return a.RotationDisabled() }
+
+// skipVendor sets unstick's --skip-vendor (issue 12).
+func skipVendor(opts *UnstickOptions) { opts.SkipVendor = true }
