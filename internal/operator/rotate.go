@@ -136,6 +136,11 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 			return res, refused(op, id, "plain rotations are held until %s after a rollback (%s): find and fix why the new key did not work, then rotate; --emergency is not held", until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil)
 		}
 	}
+	if !opts.Emergency {
+		if err := o.refuseAtKeyLimit(ctx, op, s, cur); err != nil {
+			return res, err
+		}
+	}
 	token := o.token()
 	res.VersionID = token
 	if opts.Emergency {

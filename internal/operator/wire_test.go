@@ -34,3 +34,10 @@ func auditDisabled(a audit.Status) bool { return a.RotationDisabled() }
 
 // skipVendor sets unstick's --skip-vendor (issue 12).
 func skipVendor(opts *UnstickOptions) { opts.SkipVendor = true }
+
+// limitKeys makes provider allow n keys per owner for the test (issue 12:
+// IAM's two-key limit, over the fake vendor).
+func limitKeys(t interface{ Cleanup(func()) }, provider string, n int) {
+	keyLimits[provider] = n
+	t.Cleanup(func() { delete(keyLimits, provider) })
+}
