@@ -22,16 +22,25 @@ func started(e *env, secret string) bool {
 	return false
 }
 
+const secret2Keys = "svc/two-keys"
+
+// atKeyLimit returns an env whose vendor allows two keys per owner, with
+// the managed secret svc/two-keys; rotated once, its owner is at the limit.
+func atKeyLimit(t *testing.T) *env {
+	e := newEnv(t)
+	limitKeys(t, "fake", 2)
+	e.sm.SM.Now = func() time.Time { return e.now }
+	e.managedSecret(secret2Keys)
+	return e
+}
+
 // Issue 12, item 10: at a vendor's key limit (IAM: two access keys per
 // user) with the previous key in its grace period, a plain rotate refuses up
 // front (exit 4) and says when it becomes possible; an emergency proceeds;
 // once the grace period has ended the plain rotate proceeds too.
 func TestRotateRefusesAtTheKeyLimit(t *testing.T) {
-	e := newEnv(t)
-	limitKeys(t, "fake", 2)
-	e.sm.SM.Now = func() time.Time { return e.now }
-	const secret = "svc/two-keys"
-	e.managedSecret(secret)
+	e := atKeyLimit(t)
+	const secret = secret2Keys
 	e.rotate(secret, "t-1") // the user now holds the previous key (in grace, 1h) and the current one
 	if live := len(e.p.Live()); live != 2 {
 		t.Fatalf("%d live keys, want 2", live)
@@ -62,11 +71,8 @@ func TestRotateRefusesAtTheKeyLimit(t *testing.T) {
 // Past the grace period (the revoker late) the limit no longer refuses: the
 // rotation runs and its own error, if any, says what failed.
 func TestRotateAfterTheGracePeriodIsNotRefused(t *testing.T) {
-	e := newEnv(t)
-	limitKeys(t, "fake", 2)
-	e.sm.SM.Now = func() time.Time { return e.now }
-	const secret = "svc/two-keys"
-	e.managedSecret(secret)
+	e := atKeyLimit(t)
+	const secret = secret2Keys
 	e.rotate(secret, "t-1")
 	e.now = e.now.Add(2 * time.Hour)
 	if _, err := e.op.Rotate(context.Background(), secret, RotateOptions{}); err != nil {
