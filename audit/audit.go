@@ -13,10 +13,11 @@
 // # Metrics (namespace KeyRotation unless configured)
 //
 // Per secret, dimension SecretName:
-//   - KeyAgeDays: days since the current key was made: the later of the
-//     secret's last rotation (LastRotatedDate, else its creation) and the
-//     time `keyrotor import` stored a hand-rolled key (tag TagKeyCreatedAt;
-//     PutSecretValue does not set LastRotatedDate).
+//   - KeyAgeDays: days since the current key was made: the latest of the
+//     secret's last rotation (LastRotatedDate), its creation (CreatedDate)
+//     and the time `keyrotor import` stored a hand-rolled key (tag
+//     TagKeyCreatedAt; PutSecretValue does not set LastRotatedDate). See
+//     KeySince, which `keyrotor status` uses too.
 //   - KeyAgeRatio: KeyAgeDays over the rotation interval, for secrets whose
 //     rotation is on, and for manual keys (tag keyrotor:manual=true: vendors
 //     without a key API, such as Stripe) over their reminder interval (tag
@@ -29,7 +30,9 @@
 //   - StuckRotations: secrets whose AWSPENDING label is on a version that is
 //     not AWSCURRENT (a rotation that started and did not finish).
 //   - RotationDisabled: managed secrets whose rotation is off, manual keys
-//     excepted (their schedule is a key-age reminder).
+//     (tag keyrotor:manual=true) excepted: their schedule is a key-age
+//     reminder. See Status.RotationDisabled, which `keyrotor status` uses
+//     too.
 //   - RotationOverdue: secrets whose rotation is on and whose next rotation
 //     date, plus its window, has passed.
 package audit
@@ -143,9 +146,8 @@ func New(sm SecretsManager, cw CloudWatch, opts Options) *Auditor {
 // Status is what the auditor found about one managed secret.
 type Status struct {
 	Name string
-	// Since is when the current key was made: LastRotatedDate, else
-	// CreatedDate, or the TagKeyCreatedAt tag when it is later. Zero when
-	// there is none of them.
+	// Since is when the current key was made (KeySince). Zero when there
+	// is no date at all.
 	Since time.Time
 	// KeyAge is the time since Since.
 	KeyAge time.Duration
@@ -170,6 +172,12 @@ type Status struct {
 	// passed.
 	Overdue bool
 }
+
+// RotationDisabled reports whether the secret is managed with its rotation
+// off, and is not a manual key (tag keyrotor:manual=true), whose schedule is
+// only a key-age reminder. `keyrotor status` applies the same rule, so that
+// the two never disagree about a secret.
+func (s Status) RotationDisabled() bool { return !s.RotationEnabled && !s.Manual }
 
 // Stuck reports whether a rotation started and did not finish.
 func (s Status) Stuck() bool { return s.PendingVersion != "" }
@@ -204,18 +212,19 @@ func tag(e smtypes.SecretListEntry, key string) string {
 	return ""
 }
 
-// KeySince returns when the current key of e was made, as of now:
-// LastRotatedDate, else CreatedDate, or the TagKeyCreatedAt tag when it is
-// later (a key stored by `keyrotor import`). A tag that cannot be read, or
-// is more than maxClockSkew in the future, is ignored; one less far in the
-// future counts as now. Zero when there is no date at all.
+// KeySince returns when the current key of e was made, as of now: the
+// latest of LastRotatedDate, CreatedDate and the TagKeyCreatedAt tag (a key
+// stored by `keyrotor import`, or by hand: PutSecretValue does not set
+// LastRotatedDate). A tag that cannot be read, or is more than maxClockSkew
+// in the future, is ignored; one less far in the future counts as now. Zero
+// when there is no date at all. The auditor's key age and `keyrotor
+// status`'s are this one rule.
 func KeySince(e smtypes.SecretListEntry, now time.Time) time.Time {
 	var since time.Time
-	switch {
-	case e.LastRotatedDate != nil && !e.LastRotatedDate.IsZero():
-		since = *e.LastRotatedDate
-	case e.CreatedDate != nil:
-		since = *e.CreatedDate
+	for _, t := range []*time.Time{e.LastRotatedDate, e.CreatedDate} {
+		if t != nil && t.After(since) {
+			since = *t
+		}
 	}
 	if v := tag(e, TagKeyCreatedAt); v != "" {
 		if t, err := time.Parse(time.RFC3339, v); err == nil && !t.After(now.Add(maxClockSkew)) {
@@ -356,7 +365,7 @@ func (a *Auditor) logFindings(log *slog.Logger, s Status, rep *Report) {
 		rep.Stuck = append(rep.Stuck, s.Name)
 		log.Warn("rotation stuck: AWSPENDING is on a version that is not AWSCURRENT", "secret", s.Name, "pending_version", s.PendingVersion)
 	}
-	if !s.RotationEnabled && !s.Manual {
+	if s.RotationDisabled() {
 		rep.RotationDisabled = append(rep.RotationDisabled, s.Name)
 		log.Warn("rotation is disabled on a managed secret", "secret", s.Name)
 	}

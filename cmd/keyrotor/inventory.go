@@ -43,7 +43,7 @@ rotation.`,
 }
 
 func newInventoryValidateCmd() *cobra.Command {
-	var offline bool
+	var opts inventory.ValidateOptions
 	cmd := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check an inventory file; every problem is reported with its line",
@@ -51,40 +51,47 @@ func newInventoryValidateCmd() *cobra.Command {
 Secrets Manager can run, durations, grace periods shorter than the rotation interval,
 secret names, duplicate entries, iam_user on IAM keys only. Unless --offline, it also checks
 in Secrets Manager that every secret exists and holds a value of the inventory's provider,
+that the admin secret a value names (admin_secret_id) exists and is named
+<AdminSecretPrefix><provider>..., the only admin secrets the rotation function may read,
 and lists the bindings each secret lacks, with the command that adds each: an IAM user
-without the tag keyrotor:secret = the secret's ARN, an admin secret (admin_secret_id) whose
-keyrotor:admin-for patterns do not match the secret's name. Problems are printed as
-FILE:LINE: message, and validate exits 3.`,
+without the tag keyrotor:secret = the secret's ARN, an admin secret whose keyrotor:admin-for
+patterns do not match the secret's name. Every problem is found in one pass (the checks in
+Secrets Manager run on each entry whose fields are valid) and printed as FILE:LINE: message,
+sorted by line; validate then exits 3.`,
 		Example: `  keyrotor inventory validate --offline inventory.yaml
-  keyrotor inventory validate inventory.yaml`,
+  keyrotor inventory validate inventory.yaml
+  keyrotor inventory validate --admin-secret-prefix team-a/admin/ inventory.yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inv, err := inventoryLoad(cmd, args[0])
+			data, err := readInventory(args[0])
 			if err != nil {
 				return exitWith(cmd, err)
 			}
-			entries := inv.Entries()
-			if !offline {
+			var (
+				sm   inventory.SecretsManager
+				iamc inventory.IAM
+			)
+			if !opts.Offline {
 				c, err := function.NewClients(cmd.Context())
 				if err != nil {
 					return err
 				}
-				described, err := inventory.Check(cmd.Context(), c.SecretsManager, args[0], entries)
-				if err != nil {
-					return exitWith(cmd, inventoryProblems(cmd, err))
-				}
-				if err := inventory.CheckAllBindings(cmd.Context(), c.SecretsManager, iam.NewFromConfig(c.Config), args[0], entries, described); err != nil {
-					return exitWith(cmd, inventoryProblems(cmd, err))
-				}
+				sm, iamc = c.SecretsManager, iam.NewFromConfig(c.Config)
+			}
+			inv, entries, err := inventory.Validate(cmd.Context(), sm, iamc, args[0], data, opts)
+			if err != nil {
+				return exitWith(cmd, inventoryProblems(cmd, err))
 			}
 			mode := "checked in Secrets Manager"
-			if offline {
+			if opts.Offline {
 				mode = "offline: secrets not checked"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid: %d api keys, %d schedules, %d secrets (%s)\n", args[0], len(inv.APIKeys), len(inv.Schedules), len(entries), mode)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid: %s, %s, %s (%s)\n", args[0], inventory.Count(len(inv.APIKeys), "api key"),
+				inventory.Count(len(inv.Schedules), "schedule"), inventory.Count(len(entries), "secret"), mode)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&offline, "offline", false, "skip the checks that need AWS (secrets exist and hold the right provider)")
+	cmd.Flags().BoolVar(&opts.Offline, "offline", false, "skip the checks that need AWS (secrets exist and hold the right provider)")
+	cmd.Flags().StringVar(&opts.AdminSecretPrefix, "admin-secret-prefix", inventory.DefaultAdminSecretPrefix, "the stack's AdminSecretPrefix: admin_secret_id must name <prefix><provider>...")
 	return operatorCommand(cmd, cobra.ExactArgs(1))
 }
 
@@ -108,7 +115,14 @@ func (a *functionARNFlags) resolver(ctx context.Context, cfg aws.Config) (invent
 		if !ok || p == "" || arn == "" {
 			return nil, usageError{fmt.Errorf("--function-arn %q: want PROVIDER=ARN", kv)}
 		}
-		given[p] = arn
+		prov, known := inventory.LookupProvider(p)
+		if !known {
+			return nil, usageError{fmt.Errorf("--function-arn %q: unknown provider %q (known: %s)", kv, p, strings.Join(inventory.ProviderNames(), ", "))}
+		}
+		if !prov.KeyAPI {
+			return nil, usageError{fmt.Errorf("--function-arn %q: %s has no key API and no rotation function (its schedule is a key-age reminder)", kv, prov.Name)}
+		}
+		given[prov.Name] = arn
 	}
 	var (
 		lc    *lambda.Client
@@ -215,9 +229,9 @@ the user is bound to another secret, or when the user does not exist.`,
 					fmt.Fprintf(stderr, "[%d/%d] %s: %s\n", done, total, c.Entry.SecretID, status)
 				}
 			})
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d secrets updated, %d unchanged, %d failed\n", args[0], changed, len(changes)-changed-failed, failed)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s updated, %d unchanged, %d failed\n", args[0], inventory.Count(changed, "secret"), len(changes)-changed-failed, failed)
 			if err != nil {
-				return fmt.Errorf("inventory apply %s: %d of %d secrets failed (see above)", args[0], failed, len(changes))
+				return fmt.Errorf("inventory apply %s: %d of %s failed (see above)", args[0], failed, inventory.Count(len(changes), "secret"))
 			}
 			return nil
 		},
@@ -230,15 +244,24 @@ the user is bound to another secret, or when the user does not exist.`,
 // inventoryLoad reads and parses FILE; an invalid inventory prints its
 // problems and is a problemsError.
 func inventoryLoad(cmd *cobra.Command, file string) (*inventory.Inventory, error) {
-	data, err := os.ReadFile(file)
+	data, err := readInventory(file)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("read inventory: %w", err)}
+		return nil, err
 	}
 	inv, err := inventory.Parse(file, data)
 	if err != nil {
 		return nil, inventoryProblems(cmd, err)
 	}
 	return inv, nil
+}
+
+// readInventory reads FILE; failing to is a usage error.
+func readInventory(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("read inventory: %w", err)}
+	}
+	return data, nil
 }
 
 // inventoryProblems prints an *inventory.Error's issues and turns it into a
@@ -249,7 +272,7 @@ func inventoryProblems(cmd *cobra.Command, err error) error {
 		return err
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), ie.Error())
-	return problemsError{fmt.Sprintf("%s: %d problems", ie.File, len(ie.Issues))}
+	return problemsError{ie.Summary()}
 }
 
 // inventoryPlan loads, checks and plans FILE with one AWS configuration,
@@ -307,5 +330,5 @@ func printInventoryPlan(w io.Writer, changes []inventory.Change) {
 			fmt.Fprintf(w, "    note: %s\n", note)
 		}
 	}
-	fmt.Fprintf(w, "%d of %d secrets would change\n", n, len(changes))
+	fmt.Fprintf(w, "%d of %s would change\n", n, inventory.Count(len(changes), "secret"))
 }

@@ -55,3 +55,27 @@ func TestResolverLooksEachProviderUpOnce(t *testing.T) {
 		t.Errorf("lambda.GetFunction calls: %v, want one per provider", calls)
 	}
 }
+
+// --function-arn names a provider keyrotor knows, with a rotation function:
+// a misspelt one is a usage error, not silently unused; the guide's
+// spellings resolve to the provider.
+func TestFunctionARNProviders(t *testing.T) {
+	const arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
+	for _, bad := range []string{"mailchimp=" + arn, "sendgird=" + arn, "stripe=" + arn} {
+		flags := functionARNFlags{arns: []string{bad}}
+		if _, err := flags.resolver(context.Background(), aws.Config{}); err == nil {
+			t.Errorf("--function-arn %s accepted", bad)
+		} else if _, usage := err.(usageError); !usage {
+			t.Errorf("--function-arn %s: %v, want a usage error", bad, err)
+		}
+	}
+	t.Setenv("KEYROTOR_SENDGRID_FUNCTION_ARN", "")
+	flags := functionARNFlags{arns: []string{"SendGrid=" + arn}}
+	resolve, err := flags.resolver(context.Background(), aws.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := resolve("sendgrid"); err != nil || got != arn {
+		t.Fatalf("resolve(sendgrid) = %q, %v", got, err)
+	}
+}

@@ -30,9 +30,17 @@ revoked by the next rotation's createSecret. The current and previous keys are n
 The revocation queue is the rotation function's REVOCATION_QUEUE_URL, else
 KEYROTOR_REVOCATION_QUEUE_URL. It refuses (exit 4, nothing changed) when no rotation is
 pending, when no queue is known, and when the pending rotation started less than 30 minutes
-ago and may still be running, unless --force.`,
+ago and may still be running, unless --force.
+
+--skip-vendor is the way out when the vendor or the revocation queue cannot be used (the
+admin secret missing or revoked): it clears AWSPENDING reading nothing but the pending
+version, and only when that version holds no value (the attempt failed before it minted a
+key). Otherwise it refuses and prints the aws secretsmanager update-secret-version-stage
+command that clears the label by hand, after which the key the version holds must be
+revoked at the vendor by hand.`,
 		Example: `  keyrotor unstick demo/gateway
-  keyrotor unstick demo/gateway --force && keyrotor rotate demo/gateway --wait`,
+  keyrotor unstick demo/gateway --force && keyrotor rotate demo/gateway --wait
+  keyrotor unstick demo/gateway --skip-vendor`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op, err := newOperator(cmd)
 			if err != nil {
@@ -57,6 +65,7 @@ ago and may still be running, unless --force.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "clear a rotation even if it started less than 30 minutes ago")
+	cmd.Flags().BoolVar(&opts.SkipVendor, "skip-vendor", false, "clear a rotation that minted nothing (its version holds no value) without reading the current key, the rotation function or the queue")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return operatorCommand(cmd, cobra.ExactArgs(1))
 }

@@ -143,8 +143,9 @@ type Secret struct {
 // Check runs the checks that need AWS: every secret exists, is not
 // scheduled for deletion, and holds a value naming the entry's provider.
 // It returns what it described, for Plan. Problems come back as an *Error
-// with each entry's line; a failing call (permission denied, endpoint down)
-// as a plain error.
+// with each entry's line, together with what was described of the other
+// entries; a failing call (permission denied, endpoint down) as a plain
+// error.
 func Check(ctx context.Context, sm SecretsManager, file string, entries []Entry) (Described, error) {
 	var issues []Issue
 	described := Described{}
@@ -180,7 +181,7 @@ func Check(ctx context.Context, sm SecretsManager, file string, entries []Entry)
 		}
 	}
 	if len(issues) > 0 {
-		return nil, &Error{File: file, Issues: issues}
+		return described, &Error{File: file, Issues: issues}
 	}
 	return described, nil
 }

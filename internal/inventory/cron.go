@@ -259,6 +259,9 @@ func rateExpression(d time.Duration) (string, error) {
 	return "", fmt.Errorf("%s is not a whole number of hours or days", d)
 }
 
+// Count writes n units in English: "1 problem", "2 problems".
+func Count(n int, unit string) string { return fmt.Sprintf("%d %s", n, plural(n, unit)) }
+
 func plural(n int, unit string) string {
 	if n == 1 {
 		return unit

@@ -16,7 +16,9 @@ package inventory
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"regexp"
 	"slices"
@@ -90,9 +92,23 @@ func (e *Error) Error() string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "%s:%d: %s", e.File, is.Line, is.Msg)
+		if is.Line > 0 {
+			fmt.Fprintf(&b, "%s:%d: %s", e.File, is.Line, is.Msg)
+		} else {
+			fmt.Fprintf(&b, "%s: %s", e.File, is.Msg)
+		}
 	}
 	return b.String()
+}
+
+// Summary says how many problems e holds: "FILE: 1 problem".
+func (e *Error) Summary() string {
+	return fmt.Sprintf("%s: %s", e.File, Count(len(e.Issues), "problem"))
+}
+
+// sortIssues orders issues by line, keeping the order of those on one line.
+func sortIssues(issues []Issue) {
+	sort.SliceStable(issues, func(i, j int) bool { return issues[i].Line < issues[j].Line })
 }
 
 // Criticality levels accepted in api_keys.
@@ -117,13 +133,22 @@ func validTagValue(s string) bool {
 	return true
 }
 
+// emptyInventory is the issue of a file that holds no YAML document.
+const emptyInventory = "the file is empty: an inventory is a mapping with api_keys and/or rotation_schedules (docs/operator.md)"
+
 // Parse reads and validates an inventory. file names it in errors. A
-// returned *Error lists every issue found.
+// returned *Error lists every issue found, sorted by line; the inventory
+// returned with it holds the entries that are valid, so that the checks
+// that need AWS can still run on them (validate reports everything in one
+// pass). It is nil when the file is not YAML at all.
 func Parse(file string, data []byte) (*Inventory, error) {
 	p := &parser{}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Issues: []Issue{{Msg: emptyInventory}}}
+		}
 		return nil, &Error{File: file, Issues: []Issue{{Line: yamlErrorLine(err), Msg: "not valid YAML: " + err.Error()}}}
 	}
 	inv := &Inventory{}
@@ -140,8 +165,12 @@ func Parse(file string, data []byte) (*Inventory, error) {
 		switch k.Value {
 		case "api_keys":
 			for _, item := range p.items(k, v) {
-				if key, ok := p.apiKey(item); ok {
+				key, ok := p.apiKey(item)
+				switch {
+				case ok:
 					inv.APIKeys = append(inv.APIKeys, key)
+				case key.Name != "":
+					p.invalidKeys = append(p.invalidKeys, key)
 				}
 			}
 		case "rotation_schedules":
@@ -159,8 +188,8 @@ func Parse(file string, data []byte) (*Inventory, error) {
 	}
 	p.crossCheck(inv)
 	if len(p.issues) > 0 {
-		sort.SliceStable(p.issues, func(i, j int) bool { return p.issues[i].Line < p.issues[j].Line })
-		return nil, &Error{File: file, Issues: p.issues}
+		sortIssues(p.issues)
+		return inv, &Error{File: file, Issues: p.issues}
 	}
 	return inv, nil
 }
@@ -177,6 +206,9 @@ func yamlErrorLine(err error) int {
 
 type parser struct {
 	issues []Issue
+	// invalidKeys are the api_keys entries with a field error (and a
+	// name): still names that exist, for the checks across entries.
+	invalidKeys []APIKey
 }
 
 func (p *parser) add(line int, msg string) { p.issues = append(p.issues, Issue{Line: line, Msg: msg}) }
@@ -459,9 +491,11 @@ func (p *parser) schedule(n *yaml.Node) (Schedule, bool) {
 // than the api key's rotation frequency.
 func (p *parser) crossCheck(inv *Inventory) {
 	names := map[string]int{}
-	for _, k := range inv.APIKeys {
+	listed := slices.SortedFunc(slices.Values(slices.Concat(inv.APIKeys, p.invalidKeys)), func(a, b APIKey) int { return a.Line - b.Line })
+	for _, k := range listed {
 		if first, dup := names[k.Name]; dup {
 			p.add(k.Line, fmt.Sprintf("api key %q is already listed on line %d", k.Name, first))
+			continue
 		}
 		names[k.Name] = k.Line
 	}

@@ -32,3 +32,10 @@ func isRefused(err error) bool {
 	var r *RefusedError
 	return errors.As(err, &r)
 }
+
+// validate runs `inventory validate`'s checks over the fakes (issue 12: one
+// pass over every layer).
+func validate(ctx context.Context, sm SecretsManager, iamc *fakeIAM, file string, data []byte, prefix string) error {
+	_, _, err := Validate(ctx, sm, iamc, file, data, ValidateOptions{AdminSecretPrefix: prefix})
+	return err
+}

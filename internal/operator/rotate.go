@@ -168,16 +168,21 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 	if s.pending != "" {
 		return res, refused(op, id, "a rotation is already in progress (AWSPENDING is on version %s); wait for it, or clear it with `keyrotor unstick %s`", s.pending, id)
 	}
-	if aws.ToString(s.desc.RotationLambdaARN) == "" {
-		return res, refused(op, id, "the secret has no rotation function; configure it with `keyrotor inventory apply`")
-	}
+	// What to do at a vendor without a key API comes first: such a secret
+	// never has a rotation function, and in a leak the advice to configure
+	// one would cost time.
 	cur, err := o.readCurrent(ctx, op, s)
 	if err != nil {
 		return res, err
 	}
 	res.OldKeyID = cur.KeyID
-	if opts.Emergency && !hasKeyAPI(cur.Provider) {
+	switch {
+	case opts.Emergency && !hasKeyAPI(cur.Provider):
 		return res, refused(op, id, "%s keys cannot be rotated by API. At %s now: roll the key in the dashboard with the old key expiring now; then store the new key with `keyrotor import %s --old-key-expires 0s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
+	case !hasKeyAPI(cur.Provider):
+		return res, refused(op, id, "%s keys cannot be rotated by API: roll the key in the %s dashboard, then store the new key with `keyrotor import %s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
+	case aws.ToString(s.desc.RotationLambdaARN) == "":
+		return res, refused(op, id, "the secret has no rotation function; configure it with `keyrotor inventory apply`")
 	}
 	if v, held := s.tags[keyrotor.TagRollbackUntil]; held {
 		until, ok := keyrotor.RollbackHold(v)
@@ -194,6 +199,11 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 			return res, refused(op, id, "the tag %s=%q is not an RFC 3339 time, so the rotation function refuses plain rotations; fix or remove the tag (or use --emergency for a leaked key)", keyrotor.TagRollbackUntil, v)
 		case o.now().Before(until):
 			return res, refused(op, id, "plain rotations are held until %s after a rollback (%s): find and fix why the new key did not work, then rotate; --emergency is not held", until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil)
+		}
+	}
+	if !opts.Emergency {
+		if err := o.refuseAtKeyLimit(ctx, op, s, cur); err != nil {
+			return res, err
 		}
 	}
 	token := o.token()

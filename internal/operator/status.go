@@ -40,8 +40,9 @@ type Status struct {
 	Provider string `json:"provider,omitempty"`
 	KeyID    string `json:"key_id,omitempty"`
 	// KeyCreatedAt is when the current key was made, by the auditor's rule
-	// (audit.KeySince: LastRotatedDate, else CreatedDate, or the import
-	// tag when later), so that status and the key-age alarm agree.
+	// (audit.KeySince: the latest of LastRotatedDate, CreatedDate and the
+	// keyrotor:key-created-at tag), so that status and the key-age alarm
+	// agree.
 	KeyCreatedAt    *time.Time `json:"key_created_at,omitempty"`
 	KeyAgeSeconds   int64      `json:"key_age_seconds"`
 	RotationEnabled bool       `json:"rotation_enabled"`
@@ -181,9 +182,11 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 		return st, nil
 	}
 	st.Provider, st.KeyID = cur.Provider, cur.KeyID
-	// The auditor's rule; the value's own date, then the version's, only
-	// when Secrets Manager gave no date (emulators).
-	created := audit.KeySince(entry, now)
+	// The auditor's rules (key age, rotation disabled); the value's own
+	// date, then the version's, only when Secrets Manager gave no date
+	// (emulators).
+	audited := audit.Inspect(entry, now)
+	created := audited.Since
 	if created.IsZero() {
 		created = cur.CreatedAt
 	}
@@ -205,7 +208,7 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 	for _, m := range missing {
 		st.Problems = append(st.Problems, "missing binding: "+m.String())
 	}
-	manual := s.tags[audit.TagManual] == "true" || !hasKeyAPI(cur.Provider)
+	manual := audited.Manual || !hasKeyAPI(cur.Provider)
 
 	switch {
 	case s.pending != "":
@@ -220,7 +223,12 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 			st.Rotation = RotationStuck
 			st.Problems = append(st.Problems, fmt.Sprintf("rotation stuck: AWSPENDING on version %s since %s (run `keyrotor unstick %s`)", s.pending, since.UTC().Format(time.RFC3339), st.Secret))
 		}
-	case !st.RotationEnabled && !manual:
+	case audited.RotationDisabled() && manual:
+		// A key without a key API, not tagged as one: the auditor counts
+		// it as rotation disabled, and so does status.
+		st.Rotation = RotationDisabled
+		st.Problems = append(st.Problems, fmt.Sprintf("a %s key (no key API) without the tag %s=true: the auditor counts it as rotation disabled; tag it with `aws secretsmanager tag-resource --secret-id %s --tags Key=%s,Value=true` (`keyrotor inventory apply` writes it)", cur.Provider, audit.TagManual, inventory.ShellQuote(st.Secret), audit.TagManual))
+	case audited.RotationDisabled():
 		st.Rotation = RotationDisabled
 		st.Problems = append(st.Problems, "rotation is not enabled (set it with `keyrotor inventory apply`)")
 	}

@@ -2,12 +2,15 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/keyrotor/keyrotor/internal/inventory"
 	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -23,6 +26,13 @@ type UnstickOptions struct {
 	// Force clears a rotation younger than the operator's StuckAfter,
 	// which may still be running.
 	Force bool
+	// SkipVendor clears AWSPENDING reading nothing but the pending version:
+	// not the current key, the rotation function or the revocation queue.
+	// It is the way out when those cannot be used (the vendor-auth-failure
+	// incident: the admin secret missing or revoked) and is allowed only
+	// when the pending version holds no value, so that no minted key can
+	// be left unrevoked.
+	SkipVendor bool
 }
 
 // UnstickResult is what Unstick did.
@@ -72,6 +82,9 @@ func (o *Operator) Unstick(ctx context.Context, id string, opts UnstickOptions) 
 	if since, ok := s.created[s.pending]; ok && !opts.Force && o.now().Sub(since) < o.stuckAfter() {
 		return res, refused(op, id, "the rotation of version %s started %s ago and may still be running; wait, or pass --force", s.pending, formatAge(o.now().Sub(since)))
 	}
+	if opts.SkipVendor {
+		return o.unstickSkipVendor(ctx, s, res)
+	}
 	cur, err := o.readCurrent(ctx, op, s)
 	if err != nil {
 		return res, err
@@ -107,7 +120,7 @@ func (o *Operator) Unstick(ctx context.Context, id string, opts UnstickOptions) 
 			if fn.err != nil {
 				why = fn.err.Error()
 			}
-			return res, refused(op, id, "the key %s of version %s must be revoked through the revoker, but no revocation queue is known: the rotation function cannot say (%s) and KEYROTOR_REVOCATION_QUEUE_URL is unset; nothing was changed", pending.KeyID, s.pending, why)
+			return res, refused(op, id, "the key %s of version %s must be revoked through the revoker, but no revocation queue is known: the rotation function cannot say (%s) and KEYROTOR_REVOCATION_QUEUE_URL is unset; nothing was changed. Set KEYROTOR_REVOCATION_QUEUE_URL, or clear it by hand with `%s` and revoke key %s at %s yourself once the rotation function's timeout has passed", pending.KeyID, s.pending, why, clearPendingCommand(id, s.pending), pending.KeyID, pending.Provider)
 		}
 		delay = timeout + o.abandonMargin()
 		arn := aws.ToString(s.desc.ARN)
@@ -145,6 +158,39 @@ func (o *Operator) Unstick(ctx context.Context, id string, opts UnstickOptions) 
 	res.RevokeNotBefore = &nb
 	res.Note = "the revoker revokes the key once no step of the attempt can still be running, if the version is still unlabelled then; " + leftovers
 	return res, nil
+}
+
+// unstickSkipVendor is Unstick with SkipVendor: it clears AWSPENDING when
+// the pending version holds no value (the attempt stopped before
+// createSecret stored a key: nothing was minted), and refuses otherwise,
+// with the command that clears it by hand.
+func (o *Operator) unstickSkipVendor(ctx context.Context, s *secret, res UnstickResult) (UnstickResult, error) {
+	const op = "unstick"
+	_, err := o.SM.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(s.id), VersionId: aws.String(s.pending)})
+	var nf *smtypes.ResourceNotFoundException
+	switch {
+	case err == nil:
+		return res, refused(op, s.id, "--skip-vendor clears only a rotation that minted nothing, and version %s holds a value (a key createSecret minted, which would be left unrevoked); run `keyrotor unstick %s` once the vendor can be reached, or clear it by hand with `%s` and revoke that version's key at the vendor yourself once the rotation function's timeout has passed", s.pending, inventory.ShellQuote(s.id), clearPendingCommand(s.id, s.pending))
+	case !errors.As(err, &nf):
+		return res, fmt.Errorf("%s %s: secretsmanager.GetSecretValue(version %s): %w; nothing was changed", op, s.id, s.pending, err)
+	}
+	o.progress("%s: version %s holds no value: removing AWSPENDING without asking the vendor", res.Secret, s.pending)
+	if _, err := o.SM.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId:            aws.String(s.id),
+		VersionStage:        aws.String(rotation.Pending),
+		RemoveFromVersionId: aws.String(s.pending),
+	}); err != nil {
+		return res, fmt.Errorf("%s %s: secretsmanager.UpdateSecretVersionStage (remove AWSPENDING from %s): %w; nothing was changed", op, s.id, s.pending, err)
+	}
+	res.Note = "the stuck version held no value: nothing was minted, nothing to revoke; fix what failed (the rotation function's logs say) before the next rotation"
+	return res, nil
+}
+
+// clearPendingCommand is the AWS CLI command that removes AWSPENDING from a
+// version: what unstick does, for when keyrotor cannot.
+func clearPendingCommand(id, version string) string {
+	return fmt.Sprintf("aws secretsmanager update-secret-version-stage --secret-id %s --version-stage %s --remove-from-version-id %s",
+		inventory.ShellQuote(id), rotation.Pending, inventory.ShellQuote(version))
 }
 
 func (o *Operator) abandonMargin() time.Duration {

@@ -1,6 +1,10 @@
 package operator
 
-import "context"
+import (
+	"context"
+
+	"github.com/keyrotor/keyrotor/audit"
+)
 
 // The tests reach what the operator gained for issue 10 only through this
 // file, so that they can be run once against the code before it (with this
@@ -22,4 +26,18 @@ func graceUnknown(st Status) string { return st.GraceUnknown }
 func revokeKey(op *Operator, secret, keyID string) (bool, error) {
 	res, err := op.RevokeKey(context.Background(), secret, keyID)
 	return res.Revoked, err
+}
+
+// auditDisabled is whether the auditor counts the secret as rotation
+// disabled (issue 12: the rule status shares).
+func auditDisabled(a audit.Status) bool { return a.RotationDisabled() }
+
+// skipVendor sets unstick's --skip-vendor (issue 12).
+func skipVendor(opts *UnstickOptions) { opts.SkipVendor = true }
+
+// limitKeys makes provider allow n keys per owner for the test (issue 12:
+// IAM's two-key limit, over the fake vendor).
+func limitKeys(t interface{ Cleanup(func()) }, provider string, n int) {
+	keyLimits[provider] = n
+	t.Cleanup(func() { delete(keyLimits, provider) })
 }
