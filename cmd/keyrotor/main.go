@@ -9,11 +9,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keyrotor/keyrotor/internal/operator"
 )
 
 func newRootCmd() *cobra.Command {
@@ -54,12 +57,28 @@ after "keyrotor local", eval its exports to point everything at the local stack.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	code := run(ctx, newRootCmd(), os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			fmt.Fprintln(os.Stderr, "keyrotor:", err)
-		}
-		os.Exit(1)
+	os.Exit(code)
+}
+
+// run executes root with args and returns the exit code; it is main without
+// the process around it, so that tests run commands in-process.
+func run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return operator.ExitOK
 	}
+	code := cliExitCode(err)
+	var u usageError
+	switch {
+	case errors.As(err, &u):
+		fmt.Fprintf(stderr, "keyrotor: %v\nRun '%s --help' for usage.\n", u.err, cmd.CommandPath())
+	case code != operator.ExitFailure || !errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "keyrotor:", err)
+	}
+	return code
 }

@@ -116,17 +116,9 @@ func cliExitCode(err error) int {
 	return operator.ExitCode(err)
 }
 
-// exitWith ends an operator command. Exit code 1 is main's; for the others
-// the command prints the error and exits itself.
-func exitWith(cmd *cobra.Command, err error) error {
-	code := cliExitCode(err)
-	if code == operator.ExitOK || code == operator.ExitFailure {
-		return err
-	}
-	fmt.Fprintln(cmd.ErrOrStderr(), "keyrotor:", err)
-	os.Exit(code)
-	return nil
-}
+// exitWith ends an operator command with err; run prints it and turns it
+// into the exit code.
+func exitWith(_ *cobra.Command, err error) error { return err }
 
 // operatorCommand sets what every operator command shares: the exit codes
 // in its help, usage errors (bad flags, wrong arguments) exiting with 2.
@@ -134,18 +126,12 @@ func operatorCommand(cmd *cobra.Command, args cobra.PositionalArgs) *cobra.Comma
 	cmd.Long += exitCodesHelp
 	cmd.Args = func(c *cobra.Command, a []string) error {
 		if err := args(c, a); err != nil {
-			return usageExit(c, err)
+			return usageError{err}
 		}
 		return nil
 	}
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageExit(c, err) })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return cmd
-}
-
-func usageExit(c *cobra.Command, err error) error {
-	fmt.Fprintf(c.ErrOrStderr(), "keyrotor: %v\nRun '%s --help' for usage.\n", err, c.CommandPath())
-	os.Exit(operator.ExitUsage)
-	return err
 }
 
 // printJSON writes v as indented JSON.
