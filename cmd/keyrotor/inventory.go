@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/spf13/cobra"
 
-	"github.com/keyrotor/keyrotor/internal/function"
 	"github.com/keyrotor/keyrotor/internal/inventory"
 )
 
@@ -64,7 +63,7 @@ FILE:LINE: message, and validate exits 3.`,
 			}
 			entries := inv.Entries()
 			if !offline {
-				c, err := function.NewClients(cmd.Context())
+				c, err := newAWSClients(cmd)
 				if err != nil {
 					return err
 				}
@@ -259,7 +258,7 @@ func inventoryPlan(cmd *cobra.Command, file string, arns *functionARNFlags) ([]i
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err := function.NewClients(cmd.Context())
+	c, err := newAWSClients(cmd)
 	if err != nil {
 		return nil, nil, nil, err
 	}
