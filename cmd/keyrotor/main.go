@@ -61,8 +61,13 @@ after "keyrotor local", eval its exports to point everything at the local stack.
 	return root
 }
 
+// stopSignals end a command the way Ctrl-C does: its context is cancelled
+// and it cleans up (keyrotor local stops the stack and removes its env
+// file). SIGHUP is a closed terminal, SIGTERM a service manager or kill.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	code := run(ctx, newRootCmd(), os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
