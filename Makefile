@@ -12,7 +12,7 @@ GOFLAGS_LAMBDA      := -tags lambda.norpc -trimpath -ldflags=-s\ -w
 ARCH                ?= arm64
 FUNCTIONS           := $(notdir $(wildcard functions/*))
 
-.PHONY: all build tools test unit lint fmt demo bench clean
+.PHONY: all build keyrotor tools test unit lint fmt demo bench clean
 
 all: lint test
 
@@ -27,6 +27,10 @@ build:
 		GOOS=linux GOARCH=$(ARCH) $(GO) build $(GOFLAGS_LAMBDA) -o bin/$(ARCH)/$$f/bootstrap ./functions/$$f || exit 1; \
 		echo "bin/$(ARCH)/$$f/bootstrap"; \
 	done
+
+## keyrotor: the operator CLI for this machine in bin/keyrotor (run it, not `go run`: that makes every exit code 1)
+keyrotor:
+	$(GO) build -buildvcs=auto -o bin/keyrotor ./cmd/keyrotor
 
 ## test: every test (unit, moto and emulator integration, end to end) and the template checks
 test: tools

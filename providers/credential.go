@@ -50,6 +50,11 @@ const (
 // ErrInvalidSecret is wrapped by ParseSecret's errors.
 var ErrInvalidSecret = errors.New("invalid secret value")
 
+// ErrNoProvider is ParseSecret's error for a value without "provider": a
+// secret keyrotor does not manage (a plain password, another tool's JSON).
+// It wraps ErrInvalidSecret.
+var ErrNoProvider = fmt.Errorf("%w: field %q is missing", ErrInvalidSecret, FieldProvider)
+
 // ParseSecret parses a secret value. The error never quotes the value.
 func ParseSecret(s string) (Credential, error) {
 	var raw map[string]json.RawMessage
@@ -85,7 +90,7 @@ func ParseSecret(s string) (Credential, error) {
 		}
 	}
 	if c.Provider == "" {
-		return Credential{}, fmt.Errorf("%w: field %q is missing", ErrInvalidSecret, FieldProvider)
+		return Credential{}, ErrNoProvider
 	}
 	if created != "" {
 		t, err := time.Parse(time.RFC3339, created)

@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/spf13/cobra"
 
-	"github.com/keyrotor/keyrotor/internal/function"
 	"github.com/keyrotor/keyrotor/internal/inventory"
 )
 
@@ -71,7 +70,7 @@ sorted by line; validate then exits 3.`,
 				iamc inventory.IAM
 			)
 			if !opts.Offline {
-				c, err := function.NewClients(cmd.Context())
+				c, err := newAWSClients(cmd)
 				if err != nil {
 					return err
 				}
@@ -282,7 +281,7 @@ func inventoryPlan(cmd *cobra.Command, file string, arns *functionARNFlags) ([]i
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err := function.NewClients(cmd.Context())
+	c, err := newAWSClients(cmd)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/spf13/cobra"
@@ -38,10 +40,36 @@ func vendorEnv(name string) string {
 	return v
 }
 
+// newAWSClients loads the AWS SDK's default configuration and checks, before
+// any call, what every call needs: a region and credentials. Their absence
+// is a *noRegionError or *noCredentialsError, which the CLI explains in one
+// line instead of the SDK's chain from the first call that fails.
+func newAWSClients(cmd *cobra.Command) (function.Clients, error) {
+	ctx := cmd.Context()
+	c, err := function.NewClients(ctx)
+	if err != nil {
+		return c, err
+	}
+	if c.Config.Region == "" {
+		return c, &noRegionError{&aws.MissingRegionError{}}
+	}
+	if c.Config.Credentials == nil {
+		return c, &noCredentialsError{errors.New("no credential provider")}
+	}
+	// Cached by the configuration: the calls that follow reuse them.
+	if _, err := c.Config.Credentials.Retrieve(ctx); err != nil {
+		if ctx.Err() != nil {
+			return c, ctx.Err()
+		}
+		return c, &noCredentialsError{err}
+	}
+	return c, nil
+}
+
 // newOperator builds the operator over the AWS SDK's default configuration,
 // with the providers built as the functions build them (internal/function).
 func newOperator(cmd *cobra.Command) (*operator.Operator, error) {
-	c, err := function.NewClients(cmd.Context())
+	c, err := newAWSClients(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -116,39 +144,56 @@ func cliExitCode(err error) int {
 	return operator.ExitCode(err)
 }
 
-// exitWith ends an operator command. Exit code 1 is main's; for the others
-// the command prints the error and exits itself.
-func exitWith(cmd *cobra.Command, err error) error {
-	code := cliExitCode(err)
-	if code == operator.ExitOK || code == operator.ExitFailure {
-		return err
-	}
-	fmt.Fprintln(cmd.ErrOrStderr(), "keyrotor:", err)
-	os.Exit(code)
-	return nil
-}
+// exitWith ends an operator command with err; run prints it and turns it
+// into the exit code.
+func exitWith(_ *cobra.Command, err error) error { return err }
 
 // operatorCommand sets what every operator command shares: the exit codes
-// in its help, usage errors (bad flags, wrong arguments) exiting with 2.
+// in its help, and its arguments (a wrong number is a usage error, exit 2,
+// as for every command: see usageErrors).
 func operatorCommand(cmd *cobra.Command, args cobra.PositionalArgs) *cobra.Command {
 	cmd.Long += exitCodesHelp
-	cmd.Args = func(c *cobra.Command, a []string) error {
-		if err := args(c, a); err != nil {
-			return usageExit(c, err)
-		}
-		return nil
-	}
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageExit(c, err) })
+	cmd.Args = args
 	return cmd
 }
 
-func usageExit(c *cobra.Command, err error) error {
-	fmt.Fprintf(c.ErrOrStderr(), "keyrotor: %v\nRun '%s --help' for usage.\n", err, c.CommandPath())
-	os.Exit(operator.ExitUsage)
-	return err
+// usageErrors makes every mistake in a command line a usageError (exit 2)
+// in cmd and every command under it: an unknown command, an unknown or bad
+// flag, wrong arguments. A command that only groups others (keyrotor,
+// keyrotor inventory) prints its help when run alone.
+func usageErrors(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		usageErrors(c)
+	}
+	if cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = unknownCommand
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	}
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 }
 
-// printJSON writes v as indented JSON.
+// unknownCommand refuses any argument to a command that only groups others.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return errors.New(msg)
+}
+
+// printJSON writes v as indented JSON. A failure after it prints no JSON
+// error object (see run): stdout stays one JSON document.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -34,7 +34,7 @@ const (
 type OtherKey struct {
 	KeyID   string `json:"key_id"`
 	State   string `json:"state"`
-	Version string `json:"version,omitempty"`
+	Version string `json:"version_id,omitempty"`
 }
 
 // otherKeys asks the vendor for the owner's keys named for this secret (every

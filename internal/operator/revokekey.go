@@ -14,7 +14,7 @@ import (
 type RevokeKeyResult struct {
 	Secret  string `json:"secret"`
 	KeyID   string `json:"key_id"`
-	Version string `json:"version"` // the version that holds the key
+	Version string `json:"version_id"` // the version that holds the key
 	Revoked bool   `json:"revoked"`
 }
 

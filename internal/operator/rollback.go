@@ -18,9 +18,9 @@ import (
 // RollbackResult is what Rollback did.
 type RollbackResult struct {
 	Secret          string `json:"secret"`
-	RestoredVersion string `json:"restored_version"`
+	RestoredVersion string `json:"restored_version_id"`
 	RestoredKeyID   string `json:"restored_key_id"`
-	FailedVersion   string `json:"failed_version"`
+	FailedVersion   string `json:"failed_version_id"`
 	FailedKeyID     string `json:"failed_key_id"`
 	// FailedKeyRevoked is false when the vendor cannot revoke by API
 	// (Note says what to do).

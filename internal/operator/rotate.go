@@ -57,7 +57,7 @@ type RotateResult struct {
 // SupersededKey is a key of a version that is not AWSCURRENT.
 type SupersededKey struct {
 	KeyID   string   `json:"key_id"`
-	Version string   `json:"version"`
+	Version string   `json:"version_id"`
 	Labels  []string `json:"labels,omitempty"`
 	// State is live, revoked, or "" when the vendor could not say (Error).
 	State KeyState `json:"state"`

@@ -54,7 +54,7 @@ type Status struct {
 	NextRotation    *time.Time `json:"next_rotation,omitempty"`
 	// Rotation is idle, in-progress, stuck or disabled.
 	Rotation       string     `json:"rotation"`
-	PendingVersion string     `json:"pending_version,omitempty"`
+	PendingVersion string     `json:"pending_version_id,omitempty"`
 	PendingSince   *time.Time `json:"pending_since,omitempty"`
 	// Previous is none, live (in its grace period, or not yet revoked),
 	// revoked, expires (a hand-rolled key) or unknown (the vendor could

@@ -38,7 +38,7 @@ type UnstickOptions struct {
 // UnstickResult is what Unstick did.
 type UnstickResult struct {
 	Secret  string `json:"secret"`
-	Version string `json:"version"`
+	Version string `json:"version_id"`
 	// QueuedKeyID is the key of the abandoned version whose revocation was
 	// queued ("" when the version held no key of its own).
 	QueuedKeyID string `json:"queued_key_id,omitempty"`
