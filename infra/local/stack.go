@@ -346,6 +346,12 @@ func startLauncher(workDir, lambdaEndpoint string, logs io.Writer) (*process, st
 	if err := os.WriteFile(launcher, motoLauncher, 0o644); err != nil {
 		return nil, "", fmt.Errorf("write the moto launcher: %w", err)
 	}
+	return runLauncher(launcher, lambdaEndpoint, logs)
+}
+
+// runLauncher runs the launcher script (moto_launcher.py, or one that
+// imports it) as startLauncher does.
+func runLauncher(launcher, lambdaEndpoint string, logs io.Writer) (*process, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err

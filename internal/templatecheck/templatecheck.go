@@ -103,6 +103,23 @@ func Run(t Template, in Inputs) map[string][]string {
 // Transform runs transform.py (at script) with python3 over the template
 // paths, in one process, and returns the transformed templates in order.
 func Transform(script string, paths ...string) ([]Template, error) {
+	raw, err := TransformJSON(script, paths...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Template, len(raw))
+	for i, b := range raw {
+		if err := json.Unmarshal(b, &out[i]); err != nil {
+			return nil, fmt.Errorf("transform %s: read the output: %w", paths[i], err)
+		}
+	}
+	return out, nil
+}
+
+// TransformJSON is Transform, but returns each transformed template whole,
+// as the JSON CloudFormation takes (Conditions, DependsOn and Outputs
+// included), for deploying it (infra/local's TemplateStack).
+func TransformJSON(script string, paths ...string) ([]json.RawMessage, error) {
 	cmd := exec.Command("python3", append([]string{script}, paths...)...)
 	cmd.Env = append(os.Environ(), "AWS_DEFAULT_REGION=us-east-1")
 	var stderr bytes.Buffer
@@ -111,7 +128,7 @@ func Transform(script string, paths ...string) ([]Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transform %v with aws-sam-translator: %w: %s", paths, err, stderr.String())
 	}
-	var out []Template
+	var out []json.RawMessage
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("transform %v: read the output: %w", paths, err)
 	}
