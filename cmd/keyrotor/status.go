@@ -33,7 +33,11 @@ Problems (a stuck rotation, a key older than 1.5 × its interval, rotation not e
 previous key still live long after its grace period, a vendor that cannot be asked, a
 missing binding: an IAM user without the tag keyrotor:secret = the secret's ARN, an admin
 secret whose keyrotor:admin-for does not match the secret's name, each with the command that
-adds it) are marked with ✗ and listed under the table; then status exits with 3.`,
+adds it) are marked with ✗ and listed under the table; then status exits with 3.
+
+A grace period at or below 1h (the default refresh of AWS's caching libraries and External
+Secrets Operator) is a warning on standard error ("warnings" in JSON), not a problem: it does
+not change the exit code.`,
 		Example: `  keyrotor status
   keyrotor status demo/gateway --json | jq '.[0].previous'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,6 +53,12 @@ adds it) are marked with ✗ and listed under the table; then status exits with 
 				err = printJSON(cmd.OutOrStdout(), sts)
 			} else {
 				printStatus(cmd.OutOrStdout(), sts, time.Now())
+				// Warnings never change the exit code.
+				for _, st := range sts {
+					for _, w := range st.Warnings {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s\n", st.Secret, w)
+					}
+				}
 			}
 			if err != nil {
 				return err
