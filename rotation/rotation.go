@@ -59,8 +59,13 @@ const (
 	MetricAbandonedKeys = "AbandonedKeys"
 )
 
-// DefaultGracePeriod is the grace period when neither the tag nor GRACE_PERIOD sets one.
-const DefaultGracePeriod = time.Hour
+// DefaultGracePeriod is the grace period when neither the tag nor GRACE_PERIOD
+// sets one. It is twice the 1 h default refresh of the readers most
+// applications use (AWS's caching libraries for Python, Java, .NET and Go,
+// External Secrets Operator), so that an application on those defaults has
+// re-read the key, with margin for a deploy or a sync lag, before the old one
+// is revoked (docs/client.md).
+const DefaultGracePeriod = 2 * time.Hour
 
 // SecretsManager is the subset of the Secrets Manager API the engine calls.
 type SecretsManager interface {

@@ -48,7 +48,9 @@ func newInventoryValidateCmd() *cobra.Command {
 		Short: "Check an inventory file; every problem is reported with its line",
 		Long: `validate parses FILE and checks every field: known providers, 5-field cron schedules
 Secrets Manager can run, durations, grace periods shorter than the rotation interval,
-secret names, duplicate entries, iam_user on IAM keys only. Unless --offline, it also checks
+secret names, duplicate entries, iam_user on IAM keys only. A grace period at or below
+1h (the default refresh of AWS's caching libraries and External Secrets Operator) is a
+warning on standard error, not a problem. Unless --offline, it also checks
 in Secrets Manager that every secret exists and holds a value of the inventory's provider,
 that the admin secret a value names (admin_secret_id) exists and is named
 <AdminSecretPrefix><provider>..., the only admin secrets the rotation function may read,
@@ -241,7 +243,8 @@ the user is bound to another secret, or when the user does not exist.`,
 }
 
 // inventoryLoad reads and parses FILE; an invalid inventory prints its
-// problems and is a problemsError.
+// problems and is a problemsError. Its warnings (a grace period at or below
+// the common 1h refresh) are printed on standard error.
 func inventoryLoad(cmd *cobra.Command, file string) (*inventory.Inventory, error) {
 	data, err := readInventory(file)
 	if err != nil {
@@ -250,6 +253,10 @@ func inventoryLoad(cmd *cobra.Command, file string) (*inventory.Inventory, error
 	inv, err := inventory.Parse(file, data)
 	if err != nil {
 		return nil, inventoryProblems(cmd, err)
+	}
+	// Warnings go to standard error and never change the exit code.
+	for _, w := range inv.Warnings() {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: warning: %s\n", file, w.Line, w.Msg)
 	}
 	return inv, nil
 }

@@ -40,7 +40,11 @@ On a terminal the table fits its width: long names, key ids and previous-key cel
 with "…", and columns drop in this order: LAST ROTATED, INTERVAL, PROVIDER, NEXT ROTATION,
 AGE. --wide shows the full table. Not on a terminal (a pipe, a file) it is plain text:
 tab-separated, header first, no box drawing or marks, a PROBLEMS column with the number of
-problems, and the problems on standard error.`,
+problems, and the problems on standard error.
+
+A grace period at or below 1h (the default refresh of AWS's caching libraries and External
+Secrets Operator) is a warning on standard error ("warnings" in JSON), not a problem: it does
+not change the exit code.`,
 		Example: `  keyrotor status
   keyrotor status demo/gateway --json | jq '.[0].previous'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -58,6 +62,12 @@ problems, and the problems on standard error.`,
 				out := detectOutput(cmd.OutOrStdout())
 				out.Wide = wide
 				printStatus(cmd.OutOrStdout(), cmd.ErrOrStderr(), out, sts, time.Now())
+				// Warnings never change the exit code.
+				for _, st := range sts {
+					for _, w := range st.Warnings {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s\n", st.Secret, w)
+					}
+				}
 			}
 			if err != nil {
 				return err

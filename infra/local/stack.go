@@ -47,7 +47,7 @@ const (
 	RoleName            = "keyrotor-local-lambda"
 	QueueName           = "keyrotor-revocations"
 	DLQName             = "keyrotor-revocations-dlq"
-	GatewayAdminSecret  = "keyrotor/gateway-admin"
+	GatewayAdminSecret  = "keyrotor/admin/gateway" // under the template's AdminSecretPrefix
 	DemoGatewaySecret   = "demo/gateway"
 	DemoIAMSecret       = "demo/iam"
 	DemoIAMUser         = "keyrotor-demo"
@@ -72,7 +72,8 @@ type Options struct {
 	// VisibilityTimeout of the revocation queue (default 10s): how soon a
 	// message the revoker failed comes back.
 	VisibilityTimeout time.Duration
-	// MaxReceiveCount of the queue's RedrivePolicy (default 3).
+	// MaxReceiveCount of the queue's RedrivePolicy (default 5, as in the
+	// template).
 	MaxReceiveCount int
 	// BatchSize of the revoker's event-source poller (default 10).
 	BatchSize int32
@@ -125,7 +126,7 @@ func (o *Options) defaults() error {
 		o.VisibilityTimeout = 10 * time.Second
 	}
 	if o.MaxReceiveCount <= 0 {
-		o.MaxReceiveCount = 3
+		o.MaxReceiveCount = 5
 	}
 	if o.AuditInterval <= 0 {
 		o.AuditInterval = time.Minute

@@ -77,6 +77,10 @@ type Status struct {
 	OtherKeys []OtherKey `json:"other_keys,omitempty"`
 	// Problems are what needs a person; empty when all is well.
 	Problems []string `json:"problems"`
+	// Warnings are risks that are not problems (they never change status's
+	// exit code): a grace period that leaves the common readers no margin
+	// (inventory.GraceWarning).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // StatusOptions tune Status.
@@ -242,6 +246,10 @@ func (o *Operator) status(ctx context.Context, s *secret, entry smtypes.SecretLi
 
 	if !opts.NoVendor && !manual {
 		o.reportOtherKeys(ctx, s, cur, &st)
+	}
+
+	if w := inventory.GraceWarning(grace); graceKnown && !manual && w != "" {
+		st.Warnings = append(st.Warnings, w)
 	}
 
 	// The previous key.

@@ -6,7 +6,7 @@
 // binary links, and initialises at start-up, only the SDK clients it uses.
 //
 // Environment (DESIGN §9): REVOCATION_QUEUE_URL, GRACE_PERIOD (Go duration,
-// default 1h), API_BASE_URL or <PROVIDER>_API_BASE_URL (vendor URL
+// default 2h), API_BASE_URL or <PROVIDER>_API_BASE_URL (vendor URL
 // override), METRICS_NAMESPACE (default KeyRotation), LOG_LEVEL (debug, info,
 // warn, error), MAX_REVOCATION_DELAY (revoker, default 24h). AWS endpoints
 // come from the SDK's AWS_ENDPOINT_URL variables; the AWS configuration from
@@ -108,7 +108,7 @@ func newRotator(env Env, c Clients, build Builder, log *slog.Logger) (*rotation.
 		// Builder itself carries no name.
 		return nil, fmt.Errorf("build the rotation function's provider: %w", err)
 	}
-	grace, err := Duration(env, "GRACE_PERIOD", rotation.DefaultGracePeriod)
+	grace, err := gracePeriod(env)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +121,13 @@ func newRotator(env Env, c Clients, build Builder, log *slog.Logger) (*rotation.
 		Logger:      log,
 		Metrics:     metrics.New(os.Stdout, env("METRICS_NAMESPACE"), nil),
 	}), nil
+}
+
+// gracePeriod is the rotation function's default grace period: GRACE_PERIOD,
+// else rotation.DefaultGracePeriod (a secret's keyrotor:grace-period tag
+// overrides either).
+func gracePeriod(env Env) (time.Duration, error) {
+	return Duration(env, "GRACE_PERIOD", rotation.DefaultGracePeriod)
 }
 
 // newProviders builds the provider of each builder, by name. A provider that
