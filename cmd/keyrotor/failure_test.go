@@ -98,13 +98,17 @@ func notManagedAWS(t *testing.T) string {
 	})
 }
 
-// A secret not managed by keyrotor says so, not `field "provider" is missing`.
+// A secret not managed by keyrotor says so, not `field "provider" is missing`,
+// and since nothing was changed it is a refusal (exit 4), not a failure.
 func TestFailureNotManaged(t *testing.T) {
 	awsEnv(t, notManagedAWS(t), nil)
-	line := failsInOneLine(t, []string{"rollback", "db/pass"}, `field "provider" is missing`,
-		"rollback db/pass", "not managed by keyrotor (no keyrotor:managed tag)")
-	if strings.Contains(line, "hunter2") {
-		t.Errorf("the secret's value was printed: %s", line)
+	r := runCLI("rollback", "db/pass")
+	if r.code != 4 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "not managed by keyrotor (no keyrotor:managed tag") ||
+		strings.Contains(r.stderr, `field "provider" is missing`) {
+		t.Fatalf("keyrotor rollback db/pass: exit %d, stderr %q; want exit 4 and one line saying it is not managed by keyrotor", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr+r.stdout, "hunter2") {
+		t.Errorf("the secret's value was printed: %s", r.stderr)
 	}
 }
 

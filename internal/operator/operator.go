@@ -308,6 +308,10 @@ func (o *Operator) read(ctx context.Context, op, id, stage, version string) (cre
 // readCurrent reads AWSCURRENT; a secret without one is refused.
 func (o *Operator) readCurrent(ctx context.Context, op string, s *secret) (providers.Credential, error) {
 	cred, found, err := o.read(ctx, op, s.id, rotation.Current, "")
+	if errors.Is(err, providers.ErrNoProvider) {
+		// Nothing was changed, and nothing keyrotor does applies.
+		return providers.Credential{}, refused(op, s.id, "not managed by keyrotor (no keyrotor:managed tag, and its value has no \"provider\" field)")
+	}
 	if err != nil {
 		return providers.Credential{}, err
 	}

@@ -2,8 +2,12 @@ package operator
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrotor/keyrotor"
 )
@@ -35,5 +39,34 @@ func TestStatusReportsOtherKeys(t *testing.T) {
 	}
 	if !strings.Contains(problems, v2.KeyID) || !strings.Contains(problems, "unlabelled version v2") {
 		t.Errorf("status does not report the key %s only the unlabelled version v2 holds: %s", v2.KeyID, problems)
+	}
+}
+
+// TestNotManagedIsRefused: rollback, rotate and unstick of a secret keyrotor
+// does not manage (its value has no "provider") change nothing and are refused
+// (exit 4), saying so — not a failure (exit 1).
+func TestNotManagedIsRefused(t *testing.T) {
+	e := newEnv(t)
+	const secret = "db/password"
+	e.sm.Create(secret, `{"username":"app","password":"not-a-key"}`, nil)
+	e.sm.StartRotation(secret, "v2")
+	e.sm.Create("db/other", `{"username":"app"}`, nil)
+	ctx := context.Background()
+	if _, err := e.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("db/other"), ClientRequestToken: aws.String("v2"),
+		SecretString: aws.String(`{"username":"app2"}`), VersionStages: []string{"AWSCURRENT"}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, run := range map[string]func() error{
+		"rollback": func() error { _, err := e.op.Rollback(ctx, "db/other"); return err },
+		"rotate":   func() error { _, err := e.op.Rotate(ctx, "db/other", RotateOptions{}); return err },
+		"unstick": func() error {
+			_, err := e.op.Unstick(ctx, secret, UnstickOptions{Force: true})
+			return err
+		},
+	} {
+		err := run()
+		if ExitCode(err) != ExitRefused || !strings.Contains(fmt.Sprint(err), "not managed by keyrotor") {
+			t.Errorf("%s of a secret keyrotor does not manage: exit %d (%v), want 4 saying it is not managed", name, ExitCode(err), err)
+		}
 	}
 }
