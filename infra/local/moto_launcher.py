@@ -10,7 +10,7 @@ one Lambda per region, as AWS does), so a rotation in eu-west-1 runs
 eu-west-1's function. Then `aws lambda invoke` and `aws secretsmanager
 rotate-secret` reach the compiled functions, as on AWS.
 
-Five moto deviations are corrected for rotation:
+Six moto deviations are corrected for rotation:
 - RotateSecret without RotationLambdaARN uses the function already configured
   on the secret (moto would forget it and "rotate" to an empty version).
 - A step that fails (the function answers with errorType) ends the rotation:
@@ -20,9 +20,18 @@ Five moto deviations are corrected for rotation:
 - RotationRules' ScheduleExpression and Duration are kept and returned by
   DescribeSecret and ListSecrets, and a schedule enables rotation (moto keeps
   only AutomaticallyAfterDays).
-- RotateImmediately=false leaves no AWSPENDING version behind: Secrets
-  Manager labels a version for its testSecret and removes it afterwards; moto
-  kept it, which blocked every later rotation.
+- The function sees what Secrets Manager has done before it invokes it: the
+  rotation configuration is stored and rotation is enabled (moto enabled it
+  for a ScheduleExpression only after the steps had run, so every step failed
+  with "rotation is not enabled"), and the AWSPENDING version has no value
+  (moto copied the secret's current value into it for RotateImmediately=false,
+  so testSecret tested a stale copy instead of the current key).
+- RotateImmediately=false leaves no AWSPENDING version behind, whether its
+  testSecret passes or fails: Secrets Manager labels a version for the test
+  and removes it afterwards; moto kept it, which blocked every later
+  rotation.
+- A failed step of a rotation (RotateImmediately=true) leaves AWSPENDING on
+  the attempt's version, as on AWS, and the error says how to clear it.
 - Every version keeps the time it was created: ListSecretVersionIds answered
   CreatedDate = now for every version (so `keyrotor status` saw every
   rotation start "0s ago" and every grace period end in the future). It now
@@ -90,6 +99,10 @@ def _post(region, function_name, body):
 
 
 def invoke(self, body, request_headers, response_headers):
+    start = getattr(_rotation, "before_first_invoke", None)
+    if start is not None:
+        _rotation.before_first_invoke = None
+        start()
     payload, error_type = _post(self.region, self.function_name, body)
     if error_type:
         if getattr(_rotation, "active", False):
@@ -115,11 +128,47 @@ def invoke(self, body, request_headers, response_headers):
 _rotate_secret = sm_models.SecretsManagerBackend.rotate_secret
 
 
+def _pending_only(secret):
+    """The ids of the versions labelled AWSPENDING but not AWSCURRENT."""
+    return [v for v, version in secret.versions.items()
+            if "AWSPENDING" in version["version_stages"] and "AWSCURRENT" not in version["version_stages"]]
+
+
+def _configure(secret, rotation_rules):
+    """Stores RotationRules as Secrets Manager keeps them; a schedule enables
+    rotation (moto enables it for AutomaticallyAfterDays only)."""
+    if not rotation_rules:
+        return
+    secret.keyrotor_rotation_rules = {
+        k: v for k, v in rotation_rules.items()
+        if k in ("AutomaticallyAfterDays", "ScheduleExpression", "Duration") and v
+    }
+    if rotation_rules.get("ScheduleExpression") or rotation_rules.get("AutomaticallyAfterDays"):
+        secret.rotation_enabled = True
+
+
 def rotate_secret(self, secret_id, client_request_token=None, rotation_lambda_arn=None,
                   rotation_rules=None, rotate_immediately=True):
-    if not rotation_lambda_arn and self._is_valid_identifier(secret_id):
-        rotation_lambda_arn = getattr(self.secrets[secret_id], "rotation_lambda_arn", None) or None
+    if not self._is_valid_identifier(secret_id):
+        raise SecretNotFoundException()
+    secret = self.secrets[secret_id]
+    if not rotation_lambda_arn:
+        rotation_lambda_arn = getattr(secret, "rotation_lambda_arn", None) or None
+    before = set(secret.versions)
+
+    def start():
+        # What Secrets Manager has done when it invokes the first step: the
+        # configuration is stored, rotation is enabled, and the new version
+        # is labelled AWSPENDING without a value (moto copied the current
+        # value into it when RotateImmediately is false).
+        _configure(secret, rotation_rules)
+        for version_id in _pending_only(secret):
+            if version_id not in before:
+                secret.versions[version_id].pop("secret_string", None)
+                secret.versions[version_id].pop("secret_binary", None)
+
     _rotation.active = True
+    _rotation.before_first_invoke = start
     try:
         result = _rotate_secret(
             self,
@@ -129,23 +178,31 @@ def rotate_secret(self, secret_id, client_request_token=None, rotation_lambda_ar
             rotation_rules=rotation_rules,
             rotate_immediately=rotate_immediately,
         )
+    except InvalidRequestException as e:
+        stuck = [v for v in _pending_only(secret) if v not in before]
+        if rotate_immediately and stuck and getattr(_rotation, "before_first_invoke", None) is None:
+            # The function failed: AWSPENDING stays on the attempt's
+            # version, as on AWS, where it blocks the next rotation until
+            # it is cleared. moto ran the steps synchronously, so nothing
+            # of the attempt is still running.
+            raise InvalidRequestException(
+                "%s; AWSPENDING stays on version %s: once the cause is fixed, clear it with "
+                "`keyrotor unstick %s --force` (the attempt has ended) and rotate again" % (e.message, stuck[0], secret.name)
+            )
+        raise
     finally:
         _rotation.active = False
-    secret = self.secrets[secret_id]
-    if rotation_rules:
-        secret.keyrotor_rotation_rules = {
-            k: v for k, v in rotation_rules.items()
-            if k in ("AutomaticallyAfterDays", "ScheduleExpression", "Duration") and v
-        }
-        if rotation_rules.get("ScheduleExpression"):
-            secret.rotation_enabled = True
-    if not rotate_immediately:
-        for version_id, version in list(secret.versions.items()):
-            stages = version["version_stages"]
-            if "AWSPENDING" in stages and "AWSCURRENT" not in stages:
-                stages.remove("AWSPENDING")
-                if not stages:
-                    del secret.versions[version_id]
+        _rotation.before_first_invoke = None
+        if not rotate_immediately:
+            # Secrets Manager removes the version it labelled for the
+            # test, whether testSecret passed or not.
+            for version_id in _pending_only(secret):
+                if version_id not in before:
+                    stages = secret.versions[version_id]["version_stages"]
+                    stages.remove("AWSPENDING")
+                    if not stages:
+                        del secret.versions[version_id]
+    _configure(secret, rotation_rules)
     return result
 
 

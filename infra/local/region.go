@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrotor/keyrotor/providers/sendgrid/sendgridfake"
 )
 
 // RegionStack is the part of the stack that lives in one AWS region, as a
@@ -117,6 +119,10 @@ func (r *RegionStack) functionEnv(endpoint string) []string {
 	if r.APIGatewayCanaryURL != "" {
 		env = append(env, "APIGATEWAY_CANARY_URL="+r.APIGatewayCanaryURL)
 	}
+	if u := r.stack.SendGridURL; u != "" {
+		// The sendgrid function and the revoker (which revokes its keys).
+		env = append(env, "SENDGRID_API_BASE_URL="+u)
+	}
 	return env
 }
 
@@ -220,3 +226,20 @@ func (r *RegionStack) RunAudit() bool {
 }
 
 func queueARN(region, name string) string { return "arn:aws:sqs:" + region + ":123456789012:" + name }
+
+// startSendGrid serves a SendGrid stand-in (sendgridfake, which holds
+// sendgridfake.AdminKey from the start) on 127.0.0.1 when names include the
+// sendgrid function: like the reference gateway, one vendor shared by every
+// region. Its admin secret is the operator's to create, as on AWS.
+func (s *Stack) startSendGrid(names []string) error {
+	if !slices.Contains(names, "sendgrid") {
+		return nil
+	}
+	s.SendGrid = sendgridfake.New()
+	u, err := s.serve(s.SendGrid)
+	if err != nil {
+		return err
+	}
+	s.SendGridURL = u
+	return nil
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/keyrotor/keyrotor/providers/gateway"
+	"github.com/keyrotor/keyrotor/providers/sendgrid/sendgridfake"
 )
 
 //go:embed moto_launcher.py
@@ -157,6 +158,11 @@ type Stack struct {
 	Gateway *gateway.Server
 	// GatewayFaults makes the gateway's admin API fail (vendor outage).
 	GatewayFaults *gateway.FaultInjector
+	// SendGrid stands in for SendGrid's API when the stack runs the
+	// sendgrid function (else nil); SendGridURL is its base URL, the
+	// functions' SENDGRID_API_BASE_URL.
+	SendGrid    *sendgridfake.Server
+	SendGridURL string
 	// QueueURL and DLQURL are the revocation queue and its dead-letter queue.
 	QueueURL, DLQURL string
 	// Functions are the first region's running functions, by name (gateway,
@@ -246,6 +252,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.regions = append(s.regions, r)
 	}
 	if err := s.startGateway(); err != nil {
+		return nil, err
+	}
+	if err := s.startSendGrid(names); err != nil {
 		return nil, err
 	}
 	for _, r := range s.regions {
