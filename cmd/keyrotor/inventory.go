@@ -79,6 +79,7 @@ sorted by line; validate then exits 3.`,
 				sm, iamc = c.SecretsManager, iam.NewFromConfig(c.Config)
 			}
 			inv, entries, err := inventory.Validate(cmd.Context(), sm, iamc, args[0], data, opts)
+			printWarnings(cmd, args[0], inv)
 			if err != nil {
 				return exitWith(cmd, inventoryProblems(cmd, err))
 			}
@@ -254,11 +255,19 @@ func inventoryLoad(cmd *cobra.Command, file string) (*inventory.Inventory, error
 	if err != nil {
 		return nil, inventoryProblems(cmd, err)
 	}
-	// Warnings go to standard error and never change the exit code.
+	printWarnings(cmd, file, inv)
+	return inv, nil
+}
+
+// printWarnings prints an inventory's warnings on standard error: they never
+// change the exit code.
+func printWarnings(cmd *cobra.Command, file string, inv *inventory.Inventory) {
+	if inv == nil {
+		return
+	}
 	for _, w := range inv.Warnings() {
 		fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: warning: %s\n", file, w.Line, w.Msg)
 	}
-	return inv, nil
 }
 
 // readInventory reads FILE; failing to is a usage error.
