@@ -399,7 +399,8 @@ func applyOne(ctx context.Context, sm SecretsManager, iamc IAMTagger, c Change) 
 	}
 	if r := c.Rotation; r != nil {
 		if len(c.pending) > 0 {
-			return fmt.Errorf("apply to secret %s: a rotation is in progress (AWSPENDING on version %s); apply again once it is done", id, c.pending[0])
+			return fmt.Errorf("apply to secret %s: a rotation is in progress or stuck (AWSPENDING on version %s); apply again once it is done, "+
+				"or, if it failed (`keyrotor status %s` says stuck), clear it with `keyrotor unstick %s` first", id, c.pending[0], id, id)
 		}
 		_, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{
 			SecretId:          aws.String(id),
