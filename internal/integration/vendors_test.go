@@ -157,7 +157,7 @@ func TestSendgridRotation(t *testing.T) {
 		provider: "sendgrid",
 		specs:    sendgridfake.SpecFiles,
 		handler:  f,
-		validate: sendgridfake.Validate,
+		validate: contracttest.Fragments{Files: sendgridfake.SpecFiles}.Validate,
 		release:  f.Release,
 		admin:    fmt.Sprintf(`{"key":%q}`, sendgridfake.AdminKey),
 		initial: func(adminID string) string {
@@ -447,7 +447,7 @@ func TestVendorContractCheckCatchesViolations(t *testing.T) {
 		validate func(testing.TB, []contracttest.Exchange)
 		path     string
 	}{
-		{"sendgrid", sendgridfake.SpecFiles, sendgridfake.New(), sendgridfake.Validate, "/v3/api_keys"},
+		{"sendgrid", sendgridfake.SpecFiles, sendgridfake.New(), contracttest.Fragments{Files: sendgridfake.SpecFiles}.Validate, "/v3/api_keys"},
 		{"twilio", twiliofake.SpecFiles, twilioFake, twiliofake.Validate, "/2010-04-01/Accounts/" + account + "/Keys.json"},
 		{"datadog", datadogfake.SpecFiles, datadogfake.New(), datadogfake.Validate, "/api/v2/api_keys"},
 		{"cloudflare", cloudflarefake.SpecFiles, cloudflarefake.New(), cloudflarefake.Validate, "/client/v4/user/tokens"},

@@ -31,6 +31,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/keyrotor/keyrotor/providers/vendorfake"
 )
 
 // SpecsEnv overrides where the provider specs are.
@@ -198,8 +200,9 @@ type Options struct {
 
 // FaultHeader marks a response a fake's injected fault sent instead of the
 // vendor's answer: Fragments.Validate checks the request of such an
-// exchange only.
-const FaultHeader = "X-Fault"
+// exchange only. The fakes set it (vendorfake.FaultHeader), which keeps the
+// fakes, linked by the local stack, free of this test-only package.
+const FaultHeader = vendorfake.FaultHeader
 
 // Fragments are a vendor's fragments in ../shared/provider-specs and how
 // its exchanges are checked against them.

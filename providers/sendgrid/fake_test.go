@@ -78,7 +78,7 @@ func newEnv(t *testing.T, o options) *env {
 		fake.Release()
 		srv.Close()
 		if spec != "" {
-			sendgridfake.Validate(t, rec.Exchanges())
+			contracttest.Fragments{Files: sendgridfake.SpecFiles}.Validate(t, rec.Exchanges())
 		}
 	})
 	slept := &sleepLog{}

@@ -9,7 +9,7 @@
 // called; it also counts every request it sees, answered or not (Count).
 // Respond builds a fake's Fault hook instead: a function answering
 // every matching request (or the first n), marking its answer with
-// contracttest.FaultHeader so that the contract checks validate the request
+// FaultHeader so that the contract checks validate the request
 // only.
 package vendorfake
 
@@ -22,9 +22,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/keyrotor/keyrotor/providers/contracttest"
 )
+
+// FaultHeader marks a response an injected fault sent instead of the vendor's
+// answer: the contract checks (contracttest) validate the request of such an
+// exchange only.
+const FaultHeader = "X-Fault"
 
 // Fault answers the next request matching Method and the Path prefix
 // instead of the fake: with Status, Header and Body, or, with Hang, never
@@ -124,7 +127,7 @@ func (q *Faults) Count(method, path string) int {
 
 // Respond returns a fault hook that answers the requests match accepts
 // (only the first times of them when times > 0) with status, body (as JSON)
-// and the header name/value pairs, marked with contracttest.FaultHeader.
+// and the header name/value pairs, marked with FaultHeader.
 // The hook reports whether it answered.
 func Respond(match func(*http.Request) bool, times int32, status int, body string, header ...string) func(http.ResponseWriter, *http.Request) bool {
 	var n atomic.Int32
@@ -132,7 +135,7 @@ func Respond(match func(*http.Request) bool, times int32, status int, body strin
 		if !match(r) || (times > 0 && n.Add(1) > times) {
 			return false
 		}
-		w.Header().Set(contracttest.FaultHeader, "1")
+		w.Header().Set(FaultHeader, "1")
 		for i := 0; i+1 < len(header); i += 2 {
 			w.Header().Set(header[i], header[i+1])
 		}

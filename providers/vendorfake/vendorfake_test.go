@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyrotor/keyrotor/providers/contracttest"
 )
 
 // serve serves faults before a handler answering 200 "fake" on 127.0.0.1.
@@ -54,7 +52,7 @@ func TestFaultsAnswerOnceByMethodAndPathPrefix(t *testing.T) {
 	if resp.StatusCode != 429 || body != `{"e":1}` || resp.Header.Get("Retry-After") != "3" || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("fault answer = %d %v %q", resp.StatusCode, resp.Header, body)
 	}
-	if resp.Header.Get(contracttest.FaultHeader) != "" {
+	if resp.Header.Get(FaultHeader) != "" {
 		t.Fatal("a queued fault's answer is marked: its body would not be validated")
 	}
 	if _, body := get(t, context.Background(), http.MethodPost, url+"/client/v4/user/tokens"); body != "fake" {
@@ -112,7 +110,7 @@ func TestRespondMarksItsAnswersAndCounts(t *testing.T) {
 		t.Fatalf("an unmatched request was answered: %q", body)
 	}
 	resp, body := get(t, context.Background(), http.MethodPost, url)
-	if resp.StatusCode != 503 || body != `{"e":1}` || resp.Header.Get("Retry-After") != "7" || resp.Header.Get(contracttest.FaultHeader) == "" {
+	if resp.StatusCode != 503 || body != `{"e":1}` || resp.Header.Get("Retry-After") != "7" || resp.Header.Get(FaultHeader) == "" {
 		t.Fatalf("answer = %d %v %q", resp.StatusCode, resp.Header, body)
 	}
 	if _, body := get(t, context.Background(), http.MethodPost, url); body != "fake" {

@@ -14,9 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"testing"
 
-	"github.com/keyrotor/keyrotor/providers/contracttest"
 	"github.com/keyrotor/keyrotor/providers/vendorfake"
 )
 
@@ -174,12 +172,4 @@ func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		sgError(w, http.StatusNotFound, "not found")
 	}
-}
-
-// Validate fails t for every exchange that sendgrid.yaml does not accept,
-// and when the fragment is absent: look SpecFiles up first
-// (contracttest.Lookup) to skip instead.
-func Validate(t testing.TB, exchanges []contracttest.Exchange) {
-	t.Helper()
-	contracttest.Fragments{Files: SpecFiles}.Validate(t, exchanges)
 }
