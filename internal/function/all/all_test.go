@@ -182,3 +182,22 @@ func TestAuditorLinksNoProvider(t *testing.T) {
 		}
 	}
 }
+
+// TestNoProgramLinksTestCode: no function and not the keyrotor CLI links the
+// test-only packages (testing, the contract checks and their OpenAPI
+// validator): the local stack's vendor stand-ins, which the CLI links, must
+// stay free of them.
+func TestNoProgramLinksTestCode(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not on PATH")
+	}
+	out, err := exec.Command("go", "list", "-deps", "../../../functions/...", "../../../cmd/keyrotor").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "testing" || dep == module+"providers/contracttest" || strings.HasPrefix(dep, "github.com/getkin/kin-openapi") {
+			t.Errorf("a program links the test-only package %s", dep)
+		}
+	}
+}
