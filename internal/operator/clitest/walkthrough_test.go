@@ -220,17 +220,17 @@ func TestOperatorWalkthrough(t *testing.T) {
 		regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d revoker: revoked key_\w+ of demo/gateway$`),
 	}
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		missing := ""
+		var missing []string
 		for _, re := range wantActivity {
 			if !re.MatchString(localOutput()) {
-				missing = re.String()
+				missing = append(missing, re.String())
 			}
 		}
-		if missing == "" {
+		if len(missing) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("keyrotor local printed no line matching %s:\n%s", missing, localOutput())
+			t.Errorf("keyrotor local printed no line matching %s", strings.Join(missing, ", "))
 			break
 		}
 	}
