@@ -25,8 +25,12 @@ moto_server as Secrets Manager, SQS, IAM and Lambda, with Lambda invokes forward
 functions; one Lambda runtime emulator per function (every folder of functions/: gateway,
 iam, the other vendors, revoker, auditor); the reference gateway; the revoker's SQS poller; the auditor's schedule.
 It creates demo/gateway and demo/iam, configured for rotation with a short grace period,
-prints export lines for the AWS CLI and SDKs, and runs until Ctrl-C or SIGTERM, then stops
-every process it started.
+prints export lines for the AWS CLI and SDKs, and runs until Ctrl-C, SIGTERM or SIGHUP, then
+stops every process it started. While it runs it prints, on standard error, one line per
+rotation step, scheduled revocation, revocation and audit run, read from the functions' logs
+(never a key): "12:00:01 rotation demo/gateway: finishSecret done", "12:05:02 revoker:
+revoked key_x of demo/gateway", "12:06:00 auditor: 2 secrets, 0 problems". -v adds every
+process's whole output.
 
 With --regions, the functions, the revocation queues, the pollers and the gateway's admin
 secret are set up in each region, as one deployment per region would be (the gateway is
@@ -46,6 +50,7 @@ shared, as a vendor is); the demo secrets and AWS_REGION are in the first region
 			if verbose {
 				opts.Logs = status
 			}
+			opts.Activity = status
 			fmt.Fprintln(status, "keyrotor local: building the functions and starting the stack...")
 			start := time.Now()
 			stack, err := local.Start(ctx, opts)

@@ -107,6 +107,11 @@ type Options struct {
 	// Logs receives every process's output, line by line, prefixed with its
 	// name. Nil keeps it in memory only (Function.Logs).
 	Logs io.Writer
+	// Activity receives one line per rotation step outcome, scheduled
+	// revocation, revocation and audit run of the functions, read from
+	// their JSON logs (ActivityLine): what `keyrotor local` prints while it
+	// runs. Nil prints nothing.
+	Activity io.Writer
 }
 
 func (o *Options) defaults() error {
@@ -199,6 +204,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s := &Stack{opts: opts}
+	if opts.Activity != nil {
+		s.opts.Logs = &activityWriter{out: opts.Activity, next: opts.Logs}
+	}
 	if s.WorkDir, err = os.MkdirTemp("", "keyrotor-local-"); err != nil {
 		return nil, fmt.Errorf("start the local stack: %w", err)
 	}
