@@ -234,6 +234,9 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 			h.count(m.Provider, MetricAlreadyGone, "")
 			return Revoked, nil
 		}
+		if res, err := h.notAdminKey(ctx, log, m, sec, old); err != nil || res != "" {
+			return res, err
+		}
 		if m.Reason == ReasonRotation {
 			if err != nil {
 				return "", fmt.Errorf("revoke key %s of %s: last use of the old key: %w", m.KeyID, m.SecretID, err)
@@ -246,6 +249,11 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 			if err != nil || res != "" {
 				return res, err
 			}
+		}
+	}
+	if _, ok := p.(providers.LastUseReporter); !ok {
+		if res, err := h.notAdminKey(ctx, log, m, sec, old); err != nil || res != "" {
+			return res, err
 		}
 	}
 	// Re-validate right before the revoke: a rollback, or a later
@@ -358,6 +366,13 @@ func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, s
 		return h.refuse(log, m, "the old version does not hold this key (it holds "+old.KeyID+")")
 	}
 	old.Secret = sec.id
+	return old, "", nil
+}
+
+// notAdminKey goes on ("") only if the key is provably not an admin
+// secret's management credential (NotAnAdminKey); it runs after the vendor
+// said the key still exists, so a key already gone is never refused.
+func (h *Handler) notAdminKey(ctx context.Context, log *slog.Logger, m Message, sec described, old providers.Credential) (Result, error) {
 	// The key the rotation itself superseded (its old version is now
 	// AWSPREVIOUS of the version the message names as new): an adopted key,
 	// not named for this secret, is revoked this once (DESIGN §5).
@@ -365,11 +380,12 @@ func (h *Handler) oldVersion(ctx context.Context, log *slog.Logger, m Message, s
 	firstSupersession := m.Reason != ReasonAbandoned && slices.Contains(sec.versions[m.OldVersionID], "AWSPREVIOUS") &&
 		(m.NewVersionID == "" || slices.Contains(sec.versions[m.NewVersionID], "AWSCURRENT"))
 	if ok, why, err := NotAnAdminKey(ctx, h.sm, h.providers[m.Provider], old, firstSupersession); err != nil {
-		return providers.Credential{}, "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
+		return "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
 	} else if !ok {
-		return h.refuse(log, m, why)
+		_, res, err := h.refuse(log, m, why)
+		return res, err
 	}
-	return old, "", nil
+	return "", nil
 }
 
 // NotAnAdminKey reports whether owner's key (owner.KeyID, held by a version

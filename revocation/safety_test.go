@@ -379,3 +379,26 @@ func TestAdoptedKeyRevokedOnItsFirstSupersession(t *testing.T) {
 		})
 	}
 }
+
+// TestGoneKeyIsNotRefused: an emergency queues the revocation of every
+// superseded key, including one a rollback already revoked. With an admin
+// secret that records no key_id, nothing proves such a key is not the admin
+// key — but the vendor says it is gone at its owner, so it is counted as
+// already gone, not refused (which would raise the forged-message alarm).
+func TestGoneKeyIsNotRefused(t *testing.T) {
+	e := newEnv(t, true)
+	e.sm.Create("keyrotor/admin/fake", `{"key":"the-admin-token"}`, nil)
+	e.sm.StartRotation(secretName, "v3")
+	put(e.sm, "v3", strings.TrimSuffix(value(e.old), "}")+`,"admin_secret_id":"keyrotor/admin/fake"}`)
+	e.sm.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretName),
+		VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String("v3")})
+	if err := e.vendor.Revoke(context.Background(), providers.Credential{}, e.old.ID); err != nil {
+		t.Fatal(err)
+	}
+	m := e.msg(e.now.Add(-time.Minute))
+	m.Version, m.Reason, m.OldVersionID = 2, revocation.ReasonEmergency, "v3"
+	e.handle(m)
+	if strings.Contains(e.emf.String(), "RevocationsRefused") || !strings.Contains(e.emf.String(), `"RevocationsAlreadyGone":1`) {
+		t.Fatalf("metrics %s: want the gone key counted as already gone, not refused", e.emf.String())
+	}
+}
