@@ -8,7 +8,7 @@
 // costs ceil(N/100) Secrets Manager calls and ceil(metrics/1000) CloudWatch
 // calls, where metrics is one KeyAgeDays per secret, one KeyAgeRatio per
 // secret whose rotation is on and scheduled or that is a manual key with a
-// reminder interval, and five fleet metrics.
+// reminder interval, five fleet metrics and the heartbeat.
 //
 // # Metrics (namespace KeyRotation unless configured)
 //
@@ -35,6 +35,13 @@
 //     too.
 //   - RotationOverdue: secrets whose rotation is on and whose next rotation
 //     date, plus its window, has passed.
+//   - AuditorHeartbeat: 1, once per audit that listed every managed secret,
+//     the last datum of the last PutMetricData batch. Every alarm on the
+//     figures above treats missing data as not breaching (no secret, no
+//     problem), so an auditor that stops running (its schedule disabled, a
+//     permission removed, throttled) would silence them all; the template's
+//     auditor-heartbeat alarm treats a missing heartbeat as breaching. An
+//     audit whose listing fails publishes nothing, the heartbeat included.
 package audit
 
 import (
@@ -75,6 +82,7 @@ const (
 	MetricStuckRotations   = "StuckRotations"
 	MetricRotationDisabled = "RotationDisabled"
 	MetricRotationOverdue  = "RotationOverdue"
+	MetricAuditorHeartbeat = "AuditorHeartbeat"
 )
 
 // TagKeyCreatedAt is the tag `keyrotor import` sets to the time (RFC 3339)
@@ -353,6 +361,9 @@ func (a *Auditor) Run(ctx context.Context) (Report, error) {
 	if hasRatio {
 		datum(MetricMaxKeyAgeRatio, rep.MaxKeyAgeRatio, cwtypes.StandardUnitNone)
 	}
+	// Last, so that it lands in the last batch: the heartbeat says the
+	// whole audit was listed and published, not only that the auditor ran.
+	datum(MetricAuditorHeartbeat, 1, cwtypes.StandardUnitCount)
 	rep.Metrics = len(data)
 	err := a.publish(ctx, data)
 	log.Info("audit done", "secrets", rep.Secrets, "stuck", len(rep.Stuck), "rotation_disabled", len(rep.RotationDisabled),

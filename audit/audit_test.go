@@ -169,8 +169,8 @@ func TestRunBatchesAndCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 2500 KeyAgeDays + 2250 KeyAgeRatio + 5 fleet metrics.
-	if rep.Secrets != 2500 || len(rep.RotationDisabled) != 250 || rep.Metrics != 2500+2250+5 {
+	// 2500 KeyAgeDays + 2250 KeyAgeRatio + 5 fleet metrics + the heartbeat.
+	if rep.Secrets != 2500 || len(rep.RotationDisabled) != 250 || rep.Metrics != 2500+2250+5+1 {
 		t.Fatalf("report: %d secrets, %d disabled, %d metrics", rep.Secrets, len(rep.RotationDisabled), rep.Metrics)
 	}
 	if sm.calls != 26 || len(cw.batches) != 5 {
@@ -196,6 +196,35 @@ func TestListingFailurePublishesNothing(t *testing.T) {
 	_, err := New(&fakeSM{err: errors.New("AccessDenied")}, cw, Options{Now: func() time.Time { return now }}).Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "list managed secrets") || len(cw.batches) != 0 {
 		t.Fatalf("err %v, %d batches", err, len(cw.batches))
+	}
+}
+
+// Every audit that listed the fleet publishes AuditorHeartbeat = 1, without
+// a dimension, as the last datum of its last batch; the template alarms when
+// it is missing, so that an auditor that stopped cannot silence the alarms
+// on its figures. An empty fleet still beats.
+func TestRunPublishesHeartbeatLast(t *testing.T) {
+	for _, n := range []int{0, 1200} {
+		t.Run(fmt.Sprintf("%d secrets", n), func(t *testing.T) {
+			cw := &fakeCW{}
+			if _, err := New(&fakeSM{entries: fleet(n)}, cw, Options{Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)}).Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			beats := 0
+			for _, b := range cw.batches {
+				for _, d := range b.MetricData {
+					if aws.ToString(d.MetricName) == MetricAuditorHeartbeat {
+						beats++
+					}
+				}
+			}
+			last := cw.batches[len(cw.batches)-1].MetricData
+			d := last[len(last)-1]
+			if beats != 1 || aws.ToString(d.MetricName) != MetricAuditorHeartbeat || aws.ToFloat64(d.Value) != 1 || len(d.Dimensions) != 0 {
+				t.Fatalf("%d heartbeats; the last datum is %s = %v with %d dimensions, want one %s = 1 without dimension, last",
+					beats, aws.ToString(d.MetricName), aws.ToFloat64(d.Value), len(d.Dimensions), MetricAuditorHeartbeat)
+			}
+		})
 	}
 }
 

@@ -234,6 +234,7 @@ func expected(t *testing.T, fleet map[string]*fleetSecret, now time.Time) map[da
 	want[datumKey{audit.MetricRotationDisabled, ""}] = float64(disabled)
 	want[datumKey{audit.MetricRotationOverdue, ""}] = float64(overdue)
 	want[datumKey{audit.MetricMaxKeyAgeRatio, ""}] = maxRatio
+	want[datumKey{audit.MetricAuditorHeartbeat, ""}] = 1
 	if managed != auditFleetSize || stuck == 0 || disabled == 0 || overdue == 0 || overdue == managed-disabled {
 		t.Fatalf("the fleet is not assorted: %d managed, %d stuck, %d disabled, %d overdue", managed, stuck, disabled, overdue)
 	}
@@ -365,9 +366,10 @@ func TestAuditorAgainstMoto(t *testing.T) {
 		counts["secretsmanager.ListSecrets"] > 21*auditFleetSize/1000 || len(counts) != 2 {
 		t.Fatalf("the compiled auditor's calls: %v, errors %v\n%s", counts, failed, fn.Logs())
 	}
-	n := readBack(t, direct, "KeyRotationRIE", time.Now(), []datumKey{{audit.MetricManagedSecrets, ""}})
-	if n[datumKey{audit.MetricManagedSecrets, ""}] != auditFleetSize {
-		t.Fatalf("ManagedSecrets read back from moto: %v", n)
+	// The heartbeat the template's auditor-heartbeat alarm watches comes from the compiled function too.
+	n := readBack(t, direct, "KeyRotationRIE", time.Now(), []datumKey{{audit.MetricManagedSecrets, ""}, {audit.MetricAuditorHeartbeat, ""}})
+	if n[datumKey{audit.MetricManagedSecrets, ""}] != auditFleetSize || n[datumKey{audit.MetricAuditorHeartbeat, ""}] != 1 {
+		t.Fatalf("ManagedSecrets and AuditorHeartbeat read back from moto: %v", n)
 	}
 }
 
