@@ -27,7 +27,7 @@ import (
 // instead (docs/operations.md, "Try the deploy locally"). A type missing
 // here fails TestTemplateStackRotatesAndRevokes: say which check covers it.
 var notCreatedByMoto = map[string][]string{
-	"AWS::CloudWatch::Alarm":                {"alarms-have-actions", "design-conditions-alarmed", "alarm-metrics-are-emitted", "alarmed-metrics-on-dashboard"},
+	"AWS::CloudWatch::Alarm":                {"alarms-have-actions", "design-conditions-alarmed", "alarm-metrics-are-emitted", "alarmed-metrics-on-dashboard", "auditor-heartbeat-follows-schedule", "auth-failures-anomaly-alarmed"},
 	"AWS::SQS::QueuePolicy":                 {"revocation-queue-send-restricted", "TestForgedRevocationMessageRevokesNothing"},
 	"AWS::SNS::TopicPolicy":                 {"(cfn-lint only: no template check reads it yet)"},
 	"AWS::SNS::Subscription":                {"(cfn-lint only: no template check reads it yet)"},

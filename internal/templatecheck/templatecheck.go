@@ -7,7 +7,9 @@
 // managed secrets, IAM key actions only on users bound to a secret and KMS
 // actions only through Secrets Manager, and grant every call the code makes;
 // every condition of DESIGN §6 and issue 10 has an alarm that notifies
-// someone and a place on the dashboard.
+// someone and a place on the dashboard; the auditor's heartbeat alarms when
+// it is missing, over a window that follows the auditor's schedule; and
+// authentication failures alarm against a learnt baseline (issue 13).
 //
 // Each check is a named function over the transformed template that returns
 // the problems it finds; the tests run them on the real template and on
@@ -25,6 +27,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Template is a transformed (plain CloudFormation) template.
@@ -54,6 +57,9 @@ type Inputs struct {
 	RotationSecretActions []string
 	// OperatorSecretActions are those of the operator CLI's calls.
 	OperatorSecretActions []string
+	// ScheduleInterval returns the longest time between two firings of an
+	// EventBridge schedule expression (audit.ScheduleInterval).
+	ScheduleInterval func(expr string) (time.Duration, error)
 }
 
 // Check is one rule over a transformed template.
@@ -83,6 +89,8 @@ var Checks = []Check{
 	{"alarm-metrics-are-emitted", alarmMetricsAreEmitted},
 	{"rotation-events-notify", rotationEventsNotify},
 	{"auditor-scheduled", auditorScheduled},
+	{"auditor-heartbeat-follows-schedule", auditorHeartbeatFollowsSchedule},
+	{"auth-failures-anomaly-alarmed", authFailuresAnomalyAlarmed},
 	{"rotation-function-arns-output", rotationFunctionArnsOutput},
 	{"dashboard-body-is-json", dashboardBodyIsJSON},
 	{"alarmed-metrics-on-dashboard", alarmedMetricsOnDashboard},
@@ -994,7 +1002,10 @@ var Conditions = []Condition{
 		return true
 	}},
 	{"stuck rotations", ownMetric("StuckRotations", atLeastOne)},
-	{"a spike of vendor authentication failures", ownMetric("VendorAuthFailures", nil)},
+	// The fixed floor, beside the anomaly-detection alarm (authFailuresAnomalyAlarmed).
+	{"a spike of vendor authentication failures", ownMetric("VendorAuthFailures", func(m alarmMetric) bool {
+		return m.op == "GreaterThanOrEqualToThreshold" || m.op == "GreaterThanThreshold"
+	})},
 	// Issue 10, "silence is a defect": every refusal to revoke and every key
 	// not provably ours alarms, not a log line alone.
 	{"a revocation refused as unproven", ownMetric("RevocationsRefused", atLeastOne)},
@@ -1127,6 +1138,263 @@ func dashboardBodyIsJSON(t Template, _ Inputs) []string {
 		if err := json.Unmarshal([]byte(body), &v); err != nil || len(v.Widgets) == 0 {
 			p = append(p, fmt.Sprintf("%s: the body is not a dashboard's JSON (%v)", id, err))
 		}
+	}
+	return p
+}
+
+// ---------------------------------------------------------------- issue 13: the monitoring is monitored
+
+// eval resolves v for the parameter values params: Ref to a parameter (its
+// value in params, else its Default) and Fn::If over the template's
+// conditions (Fn::Equals, Fn::Or, Fn::And, Fn::Not, Condition). Anything
+// else is returned as it is.
+func (t Template) eval(v any, params map[string]string) any {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return v
+	}
+	if r, ok := m["Ref"].(string); ok {
+		if p, ok := params[r]; ok {
+			return p
+		}
+		if par, ok := t.Parameters[r]; ok && par["Default"] != nil {
+			return par["Default"]
+		}
+		return v
+	}
+	if args, ok := m["Fn::If"].([]any); ok && len(args) == 3 {
+		name, _ := args[0].(string)
+		if t.condition(map[string]any{"Condition": name}, params) {
+			return t.eval(args[1], params)
+		}
+		return t.eval(args[2], params)
+	}
+	return v
+}
+
+// condition evaluates a condition expression for the parameter values.
+func (t Template) condition(v any, params map[string]string) bool {
+	m, _ := v.(map[string]any)
+	if name, ok := m["Condition"].(string); ok {
+		return t.condition(t.Conditions[name], params)
+	}
+	args := list(m["Fn::Equals"])
+	if len(args) == 2 {
+		return fmt.Sprint(t.eval(args[0], params)) == fmt.Sprint(t.eval(args[1], params))
+	}
+	if args, ok := m["Fn::Or"].([]any); ok {
+		return slices.ContainsFunc(args, func(a any) bool { return t.condition(a, params) })
+	}
+	if args, ok := m["Fn::And"].([]any); ok {
+		return !slices.ContainsFunc(args, func(a any) bool { return !t.condition(a, params) })
+	}
+	if args, ok := m["Fn::Not"].([]any); ok && len(args) == 1 {
+		return !t.condition(args[0], params)
+	}
+	return false
+}
+
+// auditorScheduleExpression returns the ScheduleExpression of the rule
+// that runs the auditor (a string or a Ref), nil when there is none.
+func (t Template) auditorScheduleExpression() any {
+	for _, id := range t.ofType("AWS::Events::Rule") {
+		props := t.Resources[id].Properties
+		for _, tg := range list(props["Targets"]) {
+			tm, _ := tg.(map[string]any)
+			if refTo(tm["Arn"]) == "AuditorFunction" && props["ScheduleExpression"] != nil {
+				return props["ScheduleExpression"]
+			}
+		}
+	}
+	return nil
+}
+
+// longestAuditSchedule is the longest schedule the template promises the
+// heartbeat alarm covers (AuditSchedule's description: at least daily).
+const longestAuditSchedule = "rate(1 day)"
+
+// auditSchedules returns the values the auditor's schedule parameter
+// (named by the rule's Ref) is checked with: its default, its allowed
+// values, every value the conditions compare it with (each side of each
+// Fn::If the alarm may take) and longestAuditSchedule.
+func (t Template) auditSchedules(param string) []string {
+	out := []string{longestAuditSchedule}
+	add := func(v any) {
+		if s, ok := v.(string); ok && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	add(t.Parameters[param]["Default"])
+	for _, v := range list(t.Parameters[param]["AllowedValues"]) {
+		add(v)
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if args := list(x["Fn::Equals"]); len(args) == 2 {
+				if refTo(args[0]) == param {
+					add(args[1])
+				}
+				if refTo(args[1]) == param {
+					add(args[0])
+				}
+			}
+			for _, y := range x {
+				walk(y)
+			}
+		case []any:
+			for _, y := range x {
+				walk(y)
+			}
+		}
+	}
+	for _, c := range t.Conditions {
+		walk(c)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CloudWatch's limits on an alarm (PutMetricAlarm): a period of at most a
+// day for standard-resolution metrics, a window (Period x EvaluationPeriods)
+// of at most 7 days, and of at most a day when the period is under an hour.
+const (
+	maxAlarmPeriod      = 86400
+	maxAlarmWindow      = 7 * 86400
+	maxShortAlarmWindow = 86400
+)
+
+// auditorHeartbeatFollowsSchedule: an alarm watches the auditor's
+// AuditorHeartbeat and treats missing data as breaching, so that an auditor
+// that stopped (its schedule disabled, its permission removed, throttled)
+// is an alarm and not the silence of every alarm on its figures. For every
+// schedule the auditor may run on (auditSchedules), the alarm's period and
+// evaluation periods, resolved for that schedule, are within CloudWatch's
+// limits and its window, every period breaching, lasts at least two of the
+// schedule's intervals: a late audit never alarms.
+func auditorHeartbeatFollowsSchedule(t Template, in Inputs) []string {
+	const metric = "AuditorHeartbeat"
+	var p []string
+	sched := t.auditorScheduleExpression()
+	if sched == nil {
+		return []string{"AuditorFunction has no schedule for the heartbeat alarm to follow"}
+	}
+	param := refTo(sched)
+	var schedules []string
+	if param != "" {
+		schedules = t.auditSchedules(param)
+	} else {
+		schedules = []string{text(sched)}
+	}
+	found := false
+	for _, id := range t.ofType("AWS::CloudWatch::Alarm") {
+		props := t.Resources[id].Properties
+		if props["MetricName"] != metric || "${"+refTo(props["Namespace"])+"}" != ownNamespace || len(list(props["Dimensions"])) > 0 {
+			continue
+		}
+		found = true
+		if props["TreatMissingData"] != "breaching" {
+			p = append(p, fmt.Sprintf("%s: TreatMissingData %v: an auditor that stops running would not alarm, want breaching", id, props["TreatMissingData"]))
+		}
+		th, op := num(props["Threshold"], -1), props["ComparisonOperator"]
+		if !(op == "LessThanThreshold" && th > 0 && th <= 1) && !(op == "LessThanOrEqualToThreshold" && th >= 0 && th < 1) {
+			p = append(p, fmt.Sprintf("%s: %v %g does not alarm exactly when there is no heartbeat (1 per audit)", id, op, th))
+		}
+		for _, s := range schedules {
+			params := map[string]string{}
+			if param != "" {
+				params[param] = s
+			}
+			interval, err := in.ScheduleInterval(s)
+			if err != nil {
+				p = append(p, fmt.Sprintf("%s: auditor schedule %q: %v", id, s, err))
+				continue
+			}
+			period := num(t.eval(props["Period"], params), -1)
+			evals := num(t.eval(props["EvaluationPeriods"], params), -1)
+			toAlarm := num(t.eval(props["DatapointsToAlarm"], params), evals)
+			window := period * evals
+			name := fmt.Sprintf("%s with the auditor on %s", id, s)
+			switch {
+			case period <= 0 || evals <= 0:
+				p = append(p, fmt.Sprintf("%s: Period %v and EvaluationPeriods %v are not numbers", name, props["Period"], props["EvaluationPeriods"]))
+				continue
+			case int(period)%60 != 0 || period > maxAlarmPeriod:
+				p = append(p, fmt.Sprintf("%s: period %gs, want a multiple of 60 up to %ds", name, period, maxAlarmPeriod))
+			case window > maxAlarmWindow || (period < 3600 && window > maxShortAlarmWindow):
+				p = append(p, fmt.Sprintf("%s: %g x %gs is beyond CloudWatch's limit (7 days; 1 day for periods under an hour)", name, evals, period))
+			}
+			if toAlarm != evals {
+				p = append(p, fmt.Sprintf("%s: %g of %g periods alarm: a healthy auditor leaves periods without a heartbeat", name, toAlarm, evals))
+			}
+			if window < 2*interval.Seconds() {
+				p = append(p, fmt.Sprintf("%s: a window of %g x %gs is under two audit intervals (%s): a healthy auditor alarms", name, evals, period, interval))
+			}
+		}
+	}
+	if !found {
+		p = append(p, fmt.Sprintf("no alarm on %s in keyrotor's namespace, without dimension: a stopped auditor silences every alarm on its figures", metric))
+	}
+	return p
+}
+
+// anomalyWatched are the authentication-failure metrics that alarm against
+// a learnt baseline (the guide's "rate > baseline x 3"): the applications'
+// AuthFailures (the Go client's EMF) and the functions' VendorAuthFailures.
+var anomalyWatched = []string{"AuthFailures", "VendorAuthFailures"}
+
+// vendorAuthThresholdParameter is the fixed floor of vendor-auth-failures;
+// saved parameter overrides name it, so it stays and stays used.
+const vendorAuthThresholdParameter = "VendorAuthFailureThreshold"
+
+var anomalyBand = regexp.MustCompile(`^ANOMALY_DETECTION_BAND\(\s*([A-Za-z0-9_]+)\s*(,[^)]*)?\)$`)
+
+// anomalyAlarmOn reports whether the alarm props alarms when metric (in
+// keyrotor's namespace, without dimension) rises above an
+// ANOMALY_DETECTION_BAND over it.
+func anomalyAlarmOn(props map[string]any, metric string) bool {
+	op := props["ComparisonOperator"]
+	if op != "GreaterThanUpperThreshold" && op != "LessThanLowerOrGreaterThanUpperThreshold" {
+		return false
+	}
+	queries := map[string]map[string]any{}
+	for _, q := range list(props["Metrics"]) {
+		qm, _ := q.(map[string]any)
+		if id, ok := qm["Id"].(string); ok {
+			queries[id] = qm
+		}
+	}
+	band := queries[fmt.Sprint(props["ThresholdMetricId"])]
+	mm := anomalyBand.FindStringSubmatch(text(band["Expression"]))
+	if mm == nil || band["ReturnData"] == false {
+		return false
+	}
+	q := queries[mm[1]]
+	ms, _ := q["MetricStat"].(map[string]any)
+	m, _ := ms["Metric"].(map[string]any)
+	return q["ReturnData"] != false && m["MetricName"] == metric && "${"+refTo(m["Namespace"])+"}" == ownNamespace && len(list(m["Dimensions"])) == 0
+}
+
+// authFailuresAnomalyAlarmed: each of anomalyWatched has an
+// anomaly-detection alarm, and VendorAuthFailureThreshold, a Number, is
+// still the threshold of an alarm on VendorAuthFailures, so that stacks
+// deployed with an override keep deploying and keep its meaning.
+func authFailuresAnomalyAlarmed(t Template, _ Inputs) []string {
+	var p []string
+	for _, metric := range anomalyWatched {
+		if !slices.ContainsFunc(t.ofType("AWS::CloudWatch::Alarm"), func(id string) bool { return anomalyAlarmOn(t.Resources[id].Properties, metric) }) {
+			p = append(p, fmt.Sprintf("no anomaly-detection alarm (ThresholdMetricId on ANOMALY_DETECTION_BAND, above the band) on %s", metric))
+		}
+	}
+	if par := t.Parameters[vendorAuthThresholdParameter]; par == nil || par["Type"] != "Number" {
+		p = append(p, fmt.Sprintf("no Number parameter %s: saved parameter overrides would fail", vendorAuthThresholdParameter))
+	}
+	if !slices.ContainsFunc(t.ofType("AWS::CloudWatch::Alarm"), func(id string) bool {
+		props := t.Resources[id].Properties
+		return props["MetricName"] == "VendorAuthFailures" && refTo(props["Threshold"]) == vendorAuthThresholdParameter
+	}) {
+		p = append(p, fmt.Sprintf("no alarm on VendorAuthFailures at %s: an override would be accepted and ignored", vendorAuthThresholdParameter))
 	}
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyrotor/keyrotor/audit"
+	"github.com/keyrotor/keyrotor/client"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/internal/testenv"
 	"github.com/keyrotor/keyrotor/revocation"
@@ -27,7 +28,8 @@ func init() {
 		revocation.MetricRefused, revocation.MetricAbandoned, revocation.MetricAlreadyGone,
 		rotation.MetricUnownedKeys, rotation.MetricAbandonedKeys,
 		audit.MetricKeyAgeDays, audit.MetricKeyAgeRatio, audit.MetricManagedSecrets, audit.MetricMaxKeyAgeRatio,
-		audit.MetricStuckRotations, audit.MetricRotationDisabled, audit.MetricRotationOverdue,
+		audit.MetricStuckRotations, audit.MetricRotationDisabled, audit.MetricRotationOverdue, audit.MetricAuditorHeartbeat,
+		client.MetricAuthFailures, // written by the applications' Go client, in the same namespace by default
 	} {
 		emitted[n] = true
 	}
@@ -59,7 +61,8 @@ func inputs(t *testing.T, root string) Inputs {
 		t.Fatal("the Makefile has no build-<LogicalId> target")
 	}
 	return Inputs{MakeTargets: targets, EmittedMetrics: emitted,
-		RotationSecretActions: secretActions[rotation.SecretsManager](), OperatorSecretActions: secretActions[operator.SecretsManager]()}
+		RotationSecretActions: secretActions[rotation.SecretsManager](), OperatorSecretActions: secretActions[operator.SecretsManager](),
+		ScheduleInterval: audit.ScheduleInterval}
 }
 
 func TestCfnLintClean(t *testing.T) {
@@ -230,6 +233,36 @@ var mutations = []mutation{
 	{name: "operators unable to queue a revocation", check: "operator-policy-grants-cli-calls",
 		old: "            Action: sqs:SendMessage\n            Resource: !GetAtt RevocationQueue.Arn\n          - Sid: ReadRotatedUsersTags\n",
 		new: "            Action: sqs:SendMessage\n            Resource: !GetAtt RevocationDeadLetterQueue.Arn\n          - Sid: ReadRotatedUsersTags\n"},
+	{name: "a heartbeat alarm that a stopped auditor leaves silent", check: "auditor-heartbeat-follows-schedule",
+		old: "      ComparisonOperator: LessThanThreshold\n      TreatMissingData: breaching\n", new: "      ComparisonOperator: LessThanThreshold\n      TreatMissingData: notBreaching\n"},
+	{name: "no heartbeat alarm", check: "auditor-heartbeat-follows-schedule",
+		old: "MetricName: AuditorHeartbeat", new: "MetricName: ManagedSecrets"},
+	{name: "a heartbeat alarm that fires while the auditor beats", check: "auditor-heartbeat-follows-schedule",
+		old: "ComparisonOperator: LessThanThreshold", new: "ComparisonOperator: GreaterThanOrEqualToThreshold"},
+	{name: "an hourly heartbeat period for a daily audit", check: "auditor-heartbeat-follows-schedule",
+		old: "Period: !If [AuditAtLeastHourly, 3600, 86400]", new: "Period: 3600"},
+	{name: "a heartbeat period beyond a day", check: "auditor-heartbeat-follows-schedule",
+		old: "Period: !If [AuditAtLeastHourly, 3600, 86400]", new: "Period: !If [AuditAtLeastHourly, 3600, 172800]"},
+	{name: "a heartbeat window beyond 7 days", check: "auditor-heartbeat-follows-schedule",
+		old: "      EvaluationPeriods: 2\n      DatapointsToAlarm: 2\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n",
+		new: "      EvaluationPeriods: 8\n      DatapointsToAlarm: 8\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n"},
+	{name: "a heartbeat alarm on one empty period of two", check: "auditor-heartbeat-follows-schedule",
+		old: "      DatapointsToAlarm: 2\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n",
+		new: "      DatapointsToAlarm: 1\n      Threshold: 1\n      ComparisonOperator: LessThanThreshold\n"},
+	{name: "an hourly heartbeat for a schedule slower than hourly", check: "auditor-heartbeat-follows-schedule",
+		old: `    - !Equals [!Ref AuditSchedule, "rate(30 minutes)"]`, new: `    - !Equals [!Ref AuditSchedule, "rate(3 hours)"]`},
+	{name: "an auth failure alarm without its anomaly band", check: "auth-failures-anomaly-alarmed",
+		old: "      ThresholdMetricId: band\n", new: "      ThresholdMetricId: failures\n"},
+	{name: "an anomaly alarm on another metric than AuthFailures", check: "auth-failures-anomaly-alarmed",
+		old: "              MetricName: AuthFailures\n", new: "              MetricName: ForcedRefreshes\n"},
+	{name: "no anomaly alarm on vendor auth failures", check: "auth-failures-anomaly-alarmed",
+		old: "              MetricName: VendorAuthFailures\n            Period: 300\n", new: "              MetricName: StepFailed\n            Period: 300\n"},
+	{name: "an anomaly alarm below the band", check: "auth-failures-anomaly-alarmed",
+		old: "ComparisonOperator: GreaterThanUpperThreshold", new: "ComparisonOperator: LessThanLowerThreshold"},
+	{name: "a band over the band", check: "auth-failures-anomaly-alarmed",
+		old: "ANOMALY_DETECTION_BAND(failures,", new: "ANOMALY_DETECTION_BAND(band,"},
+	{name: "VendorAuthFailureThreshold accepted and ignored", check: "auth-failures-anomaly-alarmed",
+		old: "      Threshold: !Ref VendorAuthFailureThreshold\n", new: "      Threshold: 3\n"},
 	{name: "a rotation function ARN missing from the outputs", check: "rotation-function-arns-output",
 		old: "    Value: !GetAtt TwilioRotationFunction.Arn\n", new: "    Value: !Ref TwilioRotationFunction\n"},
 }
