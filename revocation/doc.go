@@ -29,7 +29,10 @@
 // not been used since the rotation finished (finished_at; testSecret's own
 // verification comes before) or the old key was used after the grace period,
 // up to a maximum delay. Revoking a key that is already gone at its owner is
-// success. Failures are reported per message (batchItemFailures), each message
+// success. Each key revoked (or found gone) is announced with a Key Revoked
+// event, and each deferral for use with a Revocation Deferred event, once per
+// message and reason (the message sent again records the reasons announced);
+// publishing never fails a message (package notify). Failures are reported per message (batchItemFailures), each message
 // with its own share of the batch's time, so that they return after the
 // visibility timeout and end in the dead-letter queue, which is alarmed.
 package revocation

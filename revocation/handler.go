@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/metrics"
+	"github.com/keyrotor/keyrotor/notify"
 	"github.com/keyrotor/keyrotor/providers"
 )
 
@@ -65,6 +67,13 @@ type Sender interface {
 	Send(ctx context.Context, m Message, delay time.Duration) error
 }
 
+// Events publishes what the revoker did for whoever may act on it (package
+// notify's schema). Publish never fails: the revoker goes on whatever
+// happens to the event.
+type Events interface {
+	Publish(ctx context.Context, e notify.Event)
+}
+
 // Options tune a Handler. The zero value is usable.
 type Options struct {
 	MaxDelay        time.Duration // default DefaultMaxDelay
@@ -73,6 +82,8 @@ type Options struct {
 	Now             func() time.Time
 	Logger          *slog.Logger
 	Metrics         *metrics.EMF
+	// Events receives Key Revoked and Revocation Deferred; nil publishes none.
+	Events Events
 }
 
 // Handler is the revoker's SQS handler.
@@ -232,6 +243,7 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 		if providers.IsKind(err, providers.NotFound) {
 			log.Info("the key is already gone at its owner: nothing to revoke")
 			h.count(m.Provider, MetricAlreadyGone, "")
+			h.revoked(ctx, m, sec, true)
 			return Revoked, nil
 		}
 		if res, err := h.notAdminKey(ctx, log, m, sec, old); err != nil || res != "" {
@@ -245,7 +257,7 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 			if err != nil {
 				return "", err
 			}
-			res, err := h.checkUse(ctx, log, lu, oldUsed, current, m, now)
+			res, err := h.checkUse(ctx, log, lu, oldUsed, current, m, sec, now)
 			if err != nil || res != "" {
 				return res, err
 			}
@@ -266,13 +278,15 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 	if res, err := h.notLabelled(ctx, log, m, sec); err != nil || res != "" {
 		return res, err
 	}
-	if err := p.Revoke(ctx, old, m.KeyID); err != nil && !providers.IsKind(err, providers.NotFound) {
+	err = p.Revoke(ctx, old, m.KeyID)
+	if err != nil && !providers.IsKind(err, providers.NotFound) {
 		if errors.Is(err, providers.ErrUnbound) {
 			h.count(m.Provider, MetricRefused, "unbound")
 		}
 		return "", fmt.Errorf("revoke key %s of %s: %w", m.KeyID, m.SecretID, err)
 	}
 	h.count(m.Provider, MetricRevoked, "")
+	h.revoked(ctx, m, sec, providers.IsKind(err, providers.NotFound))
 	return Revoked, nil
 }
 
@@ -590,7 +604,7 @@ func (h *Handler) resendErr(ctx context.Context, m Message, delay time.Duration)
 // rotation finished (testSecret's own verification comes before) or the old
 // key was used after its grace period ended, up to MaxDelay past not_before.
 // It returns "" to go on with the revocation.
-func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.LastUseReporter, oldUsed time.Time, current providers.Credential, m Message, now time.Time) (Result, error) {
+func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.LastUseReporter, oldUsed time.Time, current providers.Credential, m Message, sec described, now time.Time) (Result, error) {
 	newUsed, err := lu.LastUsed(ctx, current, current.KeyID)
 	if err != nil {
 		return "", fmt.Errorf("revoke key %s of %s: last use of the new key %s: %w", m.KeyID, m.SecretID, current.KeyID, err)
@@ -603,13 +617,24 @@ func (h *Handler) checkUse(ctx context.Context, log *slog.Logger, lu providers.L
 	if oldInUse {
 		h.count(m.Provider, MetricOldKeyInUse, "")
 	}
-	reason := "the new key has not been used since the rotation finished"
+	reason, code := "the new key has not been used since the rotation finished", notify.DeferNewKeyUnused
 	if oldInUse {
-		reason = "the old key was used after the grace period, at " + oldUsed.UTC().Format(time.RFC3339)
+		reason, code = "the old key was used after the grace period, at "+oldUsed.UTC().Format(time.RFC3339), notify.DeferOldKeyInUse
 	}
 	if now.After(m.NotBefore.Add(h.opts.MaxDelay)) {
 		log.Warn("revoking although "+reason+": the maximum revocation delay has passed", "max_delay", h.opts.MaxDelay.String())
 		return "", nil
+	}
+	if !slices.Contains(strings.Fields(m.Announced), code) {
+		// Once per message and reason: the message sent again carries
+		// the reasons already announced.
+		d := h.detail(m, sec)
+		d.Reason, d.RevokeAfter, d.RetryIn = code, m.NotBefore, int(h.opts.DeferInterval/time.Second)
+		if oldInUse {
+			d.OldKeyLastUsed = oldUsed.UTC()
+		}
+		h.publish(ctx, notify.RevocationDeferred, d)
+		m.Announced = strings.TrimSpace(m.Announced + " " + code)
 	}
 	if _, err := h.resend(ctx, m, h.opts.DeferInterval, Deferred); err != nil {
 		return "", err

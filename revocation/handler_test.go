@@ -51,6 +51,9 @@ type env struct {
 	old, cur fakeprovider.Key
 	emf      *bytes.Buffer
 	logs     *bytes.Buffer
+	// ps and opts built h (withEvents builds it again with a publisher).
+	ps   map[string]providers.Provider
+	opts revocation.Options
 }
 
 // newEnv: version v1 (old key) is AWSPREVIOUS, v2 (new key) AWSCURRENT.
@@ -72,11 +75,13 @@ func newEnvOwners(t *testing.T, lastUse bool, oldOwner, newOwner string) *env {
 	if !lastUse {
 		p = fakeprovider.Plain{Provider: e.vendor}
 	}
-	e.h = revocation.NewHandler(e.sm, e.q, map[string]providers.Provider{"fake": p}, revocation.Options{
+	e.ps = map[string]providers.Provider{"fake": p}
+	e.opts = revocation.Options{
 		MaxDelay: 6 * time.Hour, Now: func() time.Time { return e.now },
 		Logger:  slog.New(slog.NewJSONHandler(e.logs, nil)),
 		Metrics: metrics.New(e.emf, "", nil),
-	})
+	}
+	e.h = revocation.NewHandler(e.sm, e.q, e.ps, e.opts)
 	return e
 }
 

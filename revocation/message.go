@@ -57,6 +57,11 @@ type Message struct {
 	// new key after it counts as use by applications (testSecret's own
 	// verification happens before). Zero in version 1 and for abandoned keys.
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// Announced lists, space-separated, the reasons (notify.DeferOldKeyInUse,
+	// notify.DeferNewKeyUnused) a Revocation Deferred event was already
+	// published for, so that a message deferred every few minutes for hours
+	// announces each reason once. (A string keeps Message comparable.)
+	Announced string `json:"announced,omitempty"`
 	// Emergency is version 1's spelling of ReasonEmergency; Decode turns it
 	// into Reason and it is never written.
 	Emergency bool `json:"emergency,omitempty"`

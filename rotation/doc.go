@@ -18,5 +18,11 @@
 // without labels: superseded keys belong to the revoker and their grace
 // period, however close together the rotations came.
 //
+// The engine publishes its outcomes (package notify) through Options.Events:
+// Key Rotated right after finishSecret's label move, and again from a
+// retried finishSecret that finds the version already AWSCURRENT (at least
+// once; consumers dedupe on new_version_id), Rotation Failed for each failed
+// step, and an emergency's start and end. Publishing never fails a step.
+//
 // The engine never logs a key, a RotationToken or a vendor response body.
 package rotation

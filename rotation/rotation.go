@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyrotor/keyrotor"
 	"github.com/keyrotor/keyrotor/metrics"
+	"github.com/keyrotor/keyrotor/notify"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/revocation"
 )
@@ -83,6 +84,13 @@ type RevocationQueue interface {
 	Send(ctx context.Context, m revocation.Message, delay time.Duration) error
 }
 
+// Events publishes what the rotation did for whoever may act on it (package
+// notify's schema). Publish never fails: the engine goes on whatever
+// happens to the event.
+type Events interface {
+	Publish(ctx context.Context, e notify.Event)
+}
+
 // Options tune a Rotator. The zero value is usable.
 type Options struct {
 	// GracePeriod is the default grace period (env GRACE_PERIOD); a secret's
@@ -104,6 +112,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives EMF lines; nil discards them.
 	Metrics *metrics.EMF
+	// Events receives the rotation's events (key rotated, step failed,
+	// emergency started and finished); nil publishes none.
+	Events Events
 }
 
 // Rotator runs the four steps for one provider. It keeps no per-secret
@@ -164,7 +175,8 @@ func (r *Rotator) Handle(ctx context.Context, e events.SecretsManagerSecretRotat
 		defer cancel()
 	}
 	log := r.opts.Logger.With("secret_id", e.SecretID, "step", e.Step, "version", e.ClientRequestToken, "provider", r.p.Name())
-	outcome, err := r.handle(ctx, log, e)
+	subject := notify.Detail{SecretARN: e.SecretID, Provider: r.p.Name(), NewVersionID: e.ClientRequestToken}
+	outcome, err := r.handle(ctx, log, e, &subject)
 	r.record(e.Step, outcome, err, r.opts.Now().Sub(start))
 	if err != nil {
 		kind := providers.KindOf(err)
@@ -173,6 +185,9 @@ func (r *Rotator) Handle(ctx context.Context, e events.SecretsManagerSecretRotat
 			level = slog.LevelWarn
 		}
 		log.Log(ctx, level, "step failed", "kind", kind.String(), "error", err.Error())
+		failed := subject
+		failed.Step, failed.Kind, failed.Reason = e.Step, kind.String(), err.Error()
+		r.publish(ctx, notify.RotationFailed, failed)
 		return &Error{SecretID: e.SecretID, Step: e.Step, Err: err}
 	}
 	log.Info("step done", "outcome", string(outcome))
@@ -204,7 +219,9 @@ type secret struct {
 	log       *slog.Logger
 }
 
-func (r *Rotator) handle(ctx context.Context, log *slog.Logger, e events.SecretsManagerSecretRotationEvent) (outcome, error) {
+// handle runs one step; it fills subject with what DescribeSecret said of
+// the secret, for the events.
+func (r *Rotator) handle(ctx context.Context, log *slog.Logger, e events.SecretsManagerSecretRotationEvent, subject *notify.Detail) (outcome, error) {
 	step := Step(e.Step)
 	switch step {
 	case CreateSecret, SetSecret, TestSecret, FinishSecret:
@@ -221,6 +238,10 @@ func (r *Rotator) handle(ctx context.Context, log *slog.Logger, e events.Secrets
 	if err != nil {
 		return "", fmt.Errorf("secretsmanager.DescribeSecret: %w", err)
 	}
+	if arn := aws.ToString(desc.ARN); arn != "" {
+		subject.SecretARN = arn
+	}
+	subject.SecretName = aws.ToString(desc.Name)
 	if desc.RotationEnabled != nil && !*desc.RotationEnabled {
 		return "", errors.New("rotation is not enabled for this secret")
 	}
@@ -235,6 +256,14 @@ func (r *Rotator) handle(ctx context.Context, log *slog.Logger, e events.Secrets
 			if err := r.removePending(ctx, e.SecretID, e.ClientRequestToken); err != nil {
 				return "", err
 			}
+		}
+		if step == FinishSecret {
+			// A retried finishSecret: the first may have moved the label
+			// and died before it published. At least once; consumers
+			// dedupe on new_version_id.
+			again := *subject
+			_, again.Emergency, _ = r.gracePeriod(desc.Tags, e.ClientRequestToken)
+			r.republishRotated(ctx, again, e.ClientRequestToken, desc.VersionIdsToStages)
 		}
 		log.Info("version is already AWSCURRENT: nothing to do")
 		return alreadyFinish, nil
@@ -366,12 +395,25 @@ func (r *Rotator) createSecret(ctx context.Context, s *secret, rotationToken str
 		// response): then the key is stored and must live.
 		if stored, found, gerr := r.readPending(ctx, s); gerr == nil && found && stored.KeyID == next.KeyID {
 			r.revokeOwnOrphans(ctx, s, current, ownOrphans)
+			r.created(ctx, s, current.KeyID, next.KeyID)
 			return done, nil
 		}
 		return "", r.revokeUnstored(ctx, s, current, next.KeyID, fmt.Errorf("secretsmanager.PutSecretValue: %w", err))
 	}
 	r.revokeOwnOrphans(ctx, s, current, ownOrphans)
+	r.created(ctx, s, current.KeyID, next.KeyID)
 	return done, nil
+}
+
+// created announces the start of an emergency rotation once its new key is
+// stored (a retry finds it stored and does not announce again).
+func (r *Rotator) created(ctx context.Context, s *secret, oldKeyID, newKeyID string) {
+	if !s.emergency {
+		return
+	}
+	d := r.detail(s)
+	d.OldVersionID, d.OldKeyID, d.NewKeyID = versionWith(s.versions, Current), oldKeyID, newKeyID
+	r.publish(ctx, notify.EmergencyRotationStarted, d)
 }
 
 // checkHold refuses a plain rotation while a rollback holds the secret
@@ -924,6 +966,17 @@ func (r *Rotator) finishSecret(ctx context.Context, s *secret) (outcome, error) 
 		RemoveFromVersionId: aws.String(currentVersion),
 	}); err != nil {
 		return "", fmt.Errorf("secretsmanager.UpdateSecretVersionStage (move AWSCURRENT): %w", err)
+	}
+	// The new key is current from here on: say so before anything else
+	// can fail (a retry re-publishes from the already-current branch).
+	rotated := r.detail(s)
+	rotated.OldVersionID, rotated.NewKeyID, rotated.OldKeyID = currentVersion, pending.KeyID, old.KeyID
+	if old.KeyID != "" && old.KeyID != pending.KeyID {
+		rotated.RevokeAfter = rotated.Time.Add(s.grace)
+	}
+	r.publish(ctx, notify.KeyRotated, rotated)
+	if s.emergency {
+		r.publish(ctx, notify.EmergencyRotationFinished, rotated)
 	}
 	if err := r.removePending(ctx, s.id, s.token); err != nil {
 		return "", err

@@ -68,6 +68,8 @@ type env struct {
 	now    time.Time
 	oldKey fakeprovider.Key
 	slept  []time.Duration
+	// events, when set before the rotator is built, receives its events.
+	events rotation.Events
 }
 
 // newEnv makes a secret whose AWSCURRENT holds a live key at the vendor.
@@ -100,6 +102,7 @@ func (e *env) rotatorWith(sm rotation.SecretsManager, p providers.Provider, q ro
 		},
 		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(e.emf, "", func() time.Time { return e.now }),
+		Events:  e.events,
 	})
 }
 

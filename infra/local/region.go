@@ -32,6 +32,8 @@ type RegionStack struct {
 	// QueueURL and DLQURL are the region's revocation queue and its
 	// dead-letter queue.
 	QueueURL, DLQURL string
+	// EventsQueueURL is the queue the region's keyrotor events reach (events.go).
+	EventsQueueURL string
 	// Functions are the region's running functions, by name (gateway, iam,
 	// revoker, and auditor when it exists).
 	Functions map[string]*Function

@@ -54,7 +54,7 @@ func (r *RegionStack) createQueues(ctx context.Context) error {
 		return fmt.Errorf("create queue %s: %w", QueueName, err)
 	}
 	r.QueueURL = aws.ToString(q.QueueUrl)
-	return nil
+	return r.createEventsQueue(ctx)
 }
 
 // registerFunctions creates the role (IAM is global) and, in each region,

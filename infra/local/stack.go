@@ -535,6 +535,7 @@ func (s *Stack) Env() []EnvVar {
 		{"KEYROTOR_GATEWAY_URL", s.GatewayURL},
 		{"KEYROTOR_REVOCATION_QUEUE_URL", s.QueueURL},
 		{"KEYROTOR_REVOCATION_DLQ_URL", s.DLQURL},
+		{"KEYROTOR_EVENTS_QUEUE_URL", s.primary().EventsQueueURL},
 	}
 	for _, n := range s.functionNames() {
 		env = append(env, EnvVar{"KEYROTOR_" + strings.ToUpper(n) + "_FUNCTION_ARN", s.Functions[n].ARN})
@@ -547,7 +548,8 @@ func (s *Stack) Env() []EnvVar {
 		suffix := "_" + strings.ToUpper(strings.ReplaceAll(r.Name, "-", "_"))
 		env = append(env,
 			EnvVar{"KEYROTOR_REVOCATION_QUEUE_URL" + suffix, r.QueueURL},
-			EnvVar{"KEYROTOR_REVOCATION_DLQ_URL" + suffix, r.DLQURL})
+			EnvVar{"KEYROTOR_REVOCATION_DLQ_URL" + suffix, r.DLQURL},
+			EnvVar{"KEYROTOR_EVENTS_QUEUE_URL" + suffix, r.EventsQueueURL})
 		for _, n := range s.functionNames() {
 			env = append(env, EnvVar{"KEYROTOR_" + strings.ToUpper(n) + "_FUNCTION_ARN" + suffix, r.Functions[n].ARN})
 		}

@@ -2,10 +2,12 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -45,6 +47,9 @@ type faultPlan struct {
 	fired  bool
 	log    []string
 	counts map[string]int
+	// failWhen, when set, fails (before forwarding) the first call whose
+	// X-Amz-Target and body it matches, whatever failAt says.
+	failWhen func(target string, body []byte) bool
 }
 
 func (p *faultPlan) set(failAt int64, lost bool) {
@@ -61,10 +66,18 @@ func (p *faultPlan) count(name string) int {
 
 func (f *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := f.calls
+	var body []byte
+	if p.matcher() != nil && r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	p.mu.Lock()
 	p.n++
 	fail := p.n == p.failAt
 	lost := p.lost
+	if p.failWhen != nil && !p.fired && p.failWhen(r.Header.Get("X-Amz-Target"), body) {
+		fail, lost = true, false
+	}
 	if fail {
 		p.fired = true
 	}
@@ -86,6 +99,12 @@ func (f *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		conn.Close()
 	}
+}
+
+func (p *faultPlan) matcher() func(string, []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failWhen
 }
 
 func startProxy(t *testing.T, name, target string, plan *faultPlan) string {

@@ -5,7 +5,8 @@
 // and the operators' roles may send to it; permissions name their source
 // account; roles and the operators' policy grant secret actions only on
 // managed secrets, IAM key actions only on users bound to a secret and KMS
-// actions only through Secrets Manager, and grant every call the code makes;
+// actions only through Secrets Manager, and grant every call the code makes
+// (the functions' event publisher's on the configured event bus too);
 // every condition of DESIGN §6 and issue 10 has an alarm that notifies
 // someone and a place on the dashboard; the auditor's heartbeat alarms when
 // it is missing, over a window that follows the auditor's schedule; and
@@ -60,6 +61,9 @@ type Inputs struct {
 	// ScheduleInterval returns the longest time between two firings of an
 	// EventBridge schedule expression (audit.ScheduleInterval).
 	ScheduleInterval func(expr string) (time.Duration, error)
+	// EventActions are the IAM actions of the EventBridge calls the
+	// functions' event publisher makes ("events:PutEvents").
+	EventActions []string
 }
 
 // Check is one rule over a transformed template.
@@ -81,6 +85,7 @@ var Checks = []Check{
 	{"admin-secret-readers-read-bindings", adminSecretReadersReadBindings},
 	{"kms-keys-for-secret-readers", kmsKeysForSecretReaders},
 	{"rotation-roles-grant-engine-calls", rotationRolesGrantEngineCalls},
+	{"functions-may-publish-events", functionsMayPublishEvents},
 	{"operator-policy-grants-cli-calls", operatorPolicyGrantsCLICalls},
 	{"star-resources-only-where-required", starResourcesOnlyWhereRequired},
 	{"roles-without-managed-policies", rolesWithoutManagedPolicies},
@@ -578,6 +583,57 @@ func rotationRolesGrantEngineCalls(t Template, in Inputs) []string {
 		for _, a := range in.RotationSecretActions {
 			if !granted[role][a] {
 				p = append(p, fmt.Sprintf("%s: its role %s does not allow %s on managed secrets, which the rotation engine calls", id, role, a))
+			}
+		}
+	}
+	sort.Strings(p)
+	return p
+}
+
+// eventBus is the resource the functions' roles may publish events to: the
+// bus the EventBusName parameter names, in this account and region.
+const eventBus = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+
+// functionsMayPublishEvents: every rotation function and the revoker are
+// told the bus (EVENT_BUS_NAME from the EventBusName parameter) and their
+// roles allow, unconditionally, every EventBridge call the publisher makes on
+// that bus alone; a denied PutEvents would lose every event silently (it is
+// only counted, never fails a step).
+func functionsMayPublishEvents(t Template, in Inputs) []string {
+	granted := map[string]map[string]bool{}
+	for _, st := range t.statements() {
+		if st.when != "" || st.m["Condition"] != nil {
+			continue
+		}
+		res := list(st.m["Resource"])
+		if len(res) != 1 || text(res[0]) != eventBus {
+			continue
+		}
+		if granted[st.role] == nil {
+			granted[st.role] = map[string]bool{}
+		}
+		for _, a := range st.actions() {
+			granted[st.role][a] = true
+		}
+	}
+	var p []string
+	if len(in.EventActions) == 0 {
+		p = append(p, "no EventBridge action to check: the inputs name none")
+	}
+	for _, id := range t.ofType("AWS::Lambda::Function") {
+		if !strings.HasSuffix(id, "RotationFunction") && id != "RevokerFunction" {
+			continue
+		}
+		props := t.Resources[id].Properties
+		env, _ := props["Environment"].(map[string]any)
+		vars, _ := env["Variables"].(map[string]any)
+		if refTo(vars["EVENT_BUS_NAME"]) != "EventBusName" {
+			p = append(p, id+": EVENT_BUS_NAME is not the EventBusName parameter")
+		}
+		role := refTo(props["Role"])
+		for _, a := range in.EventActions {
+			if !granted[role][a] {
+				p = append(p, fmt.Sprintf("%s: its role %s does not allow %s on %s, which its event publisher calls", id, role, a, eventBus))
 			}
 		}
 	}

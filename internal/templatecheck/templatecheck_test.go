@@ -12,6 +12,7 @@ import (
 	"github.com/keyrotor/keyrotor/client"
 	"github.com/keyrotor/keyrotor/internal/operator"
 	"github.com/keyrotor/keyrotor/internal/testenv"
+	"github.com/keyrotor/keyrotor/notify"
 	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
 )
@@ -35,14 +36,14 @@ func init() {
 	}
 }
 
-// secretActions are the IAM actions of the methods of a Secrets Manager
-// interface (the rotation engine's, the operator's): a call added there must
-// be granted too.
-func secretActions[I any]() []string {
+// actions are the IAM actions of the methods of an interface over one AWS
+// service (the rotation engine's and the operator's Secrets Manager, the
+// event publisher's EventBridge): a call added there must be granted too.
+func actions[I any](service string) []string {
 	typ := reflect.TypeFor[I]()
 	var out []string
 	for i := range typ.NumMethod() {
-		out = append(out, "secretsmanager:"+typ.Method(i).Name)
+		out = append(out, service+":"+typ.Method(i).Name)
 	}
 	return out
 }
@@ -61,8 +62,8 @@ func inputs(t *testing.T, root string) Inputs {
 		t.Fatal("the Makefile has no build-<LogicalId> target")
 	}
 	return Inputs{MakeTargets: targets, EmittedMetrics: emitted,
-		RotationSecretActions: secretActions[rotation.SecretsManager](), OperatorSecretActions: secretActions[operator.SecretsManager](),
-		ScheduleInterval: audit.ScheduleInterval}
+		RotationSecretActions: actions[rotation.SecretsManager]("secretsmanager"), OperatorSecretActions: actions[operator.SecretsManager]("secretsmanager"),
+		EventActions: actions[notify.EventBridge]("events"), ScheduleInterval: audit.ScheduleInterval}
 }
 
 func TestCfnLintClean(t *testing.T) {
@@ -221,6 +222,16 @@ var mutations = []mutation{
 		old: "      Events:\n        Audit:\n          Type: Schedule\n          Properties:\n            Schedule: !Ref AuditSchedule\n            Description: keyrotor audit of the managed secrets\n", new: ""},
 	{name: "a rotation role without ListSecretVersionIds", check: "rotation-roles-grant-engine-calls",
 		old: "                - secretsmanager:UpdateSecretVersionStage\n                - secretsmanager:ListSecretVersionIds\n", new: "                - secretsmanager:UpdateSecretVersionStage\n"},
+	{name: "a rotation role that may not publish events", check: "functions-may-publish-events",
+		old: "            - Sid: PublishEvents\n              Effect: Allow\n              Action: events:PutEvents\n",
+		new: "            - Sid: PublishEvents\n              Effect: Allow\n              Action: events:DescribeEventBus\n"},
+	{name: "a rotation role publishing to another bus", check: "functions-may-publish-events",
+		old: "event-bus/${EventBusName}", new: "event-bus/default"},
+	{name: "a revoker that may not publish events", check: "functions-may-publish-events",
+		old: "              Resource: !GetAtt RevocationQueue.Arn\n            - Sid: PublishEvents\n              Effect: Allow\n              Action: events:PutEvents\n              Resource: !Sub \"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}\"\n            # Reads only",
+		new: "              Resource: !GetAtt RevocationQueue.Arn\n            # Reads only"},
+	{name: "functions not told the bus", check: "functions-may-publish-events",
+		old: "        EVENT_BUS_NAME: !Ref EventBusName\n", new: ""},
 	{name: "no operator policy", check: "operator-policy-grants-cli-calls",
 		old: "  OperatorPolicy:\n    Type: AWS::IAM::ManagedPolicy\n", new: "  OperatorPolicy:\n    Type: AWS::IAM::Policy\n"},
 	{name: "an operator policy without a call the CLI makes", check: "operator-policy-grants-cli-calls",

@@ -103,10 +103,11 @@ func TestRotationFunctionsLinkOnlyTheirProvider(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the go command is not on PATH")
 	}
-	// The AWS service packages each function may link: Secrets Manager and
-	// SQS (lambdafn) and the provider's own; not package config, whose
-	// credential chain links the SSO, SSO OIDC, STS and sign-in clients.
-	shared := []string{"secretsmanager", "sqs"}
+	// The AWS service packages each function may link: Secrets Manager,
+	// SQS and EventBridge (lambdafn: the events of package notify) and the
+	// provider's own; not package config, whose credential chain links the
+	// SSO, SSO OIDC, STS and sign-in clients.
+	shared := []string{"secretsmanager", "sqs", "eventbridge"}
 	own := map[string][]string{"iam": {"iam", "sts"}, "apigateway": {"apigateway"}}
 	for name := range rotationMains(t) {
 		out, err := exec.Command("go", "list", "-deps", "../../../functions/"+name).Output()

@@ -8,7 +8,9 @@
 // Environment (DESIGN §9): REVOCATION_QUEUE_URL, GRACE_PERIOD (Go duration,
 // default 2h), API_BASE_URL or <PROVIDER>_API_BASE_URL (vendor URL
 // override), METRICS_NAMESPACE (default KeyRotation), LOG_LEVEL (debug, info,
-// warn, error), MAX_REVOCATION_DELAY (revoker, default 24h). AWS endpoints
+// warn, error), MAX_REVOCATION_DELAY (revoker, default 24h), EVENT_BUS_NAME
+// (the EventBridge bus the events go to, package notify; default "default").
+// AWS endpoints
 // come from the SDK's AWS_ENDPOINT_URL variables; the AWS configuration from
 // the environment alone (Config).
 package lambdafn
@@ -24,10 +26,12 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/keyrotor/keyrotor/metrics"
+	"github.com/keyrotor/keyrotor/notify"
 	"github.com/keyrotor/keyrotor/providers"
 	"github.com/keyrotor/keyrotor/providers/adminsecret"
 	"github.com/keyrotor/keyrotor/revocation"
@@ -116,11 +120,20 @@ func newRotator(env Env, c Clients, build Builder, log *slog.Logger) (*rotation.
 	if url := env("REVOCATION_QUEUE_URL"); url != "" {
 		queue = revocation.Queue{SQS: c.SQS, URL: url}
 	}
+	m := metrics.New(os.Stdout, env("METRICS_NAMESPACE"), nil)
 	return rotation.New(c.SecretsManager, p, queue, rotation.Options{
 		GracePeriod: grace,
 		Logger:      log,
-		Metrics:     metrics.New(os.Stdout, env("METRICS_NAMESPACE"), nil),
+		Metrics:     m,
+		Events:      eventBus(env, c, log, m),
 	}), nil
+}
+
+// eventBus is the functions' event publisher: EventBridge's bus
+// EVENT_BUS_NAME (notify.DefaultBusName when unset), with its failures
+// logged and counted on m.
+func eventBus(env Env, c Clients, log *slog.Logger, m *metrics.EMF) *notify.Bus {
+	return &notify.Bus{Client: eventbridge.NewFromConfig(c.Config), Name: env("EVENT_BUS_NAME"), Logger: log, Metrics: m}
 }
 
 // gracePeriod is the rotation function's default grace period: GRACE_PERIOD,
@@ -160,10 +173,12 @@ func newRevoker(env Env, c Clients, builders map[string]Builder, log *slog.Logge
 		return nil, err
 	}
 	ps := newProviders(env, c, builders, log)
+	m := metrics.New(os.Stdout, env("METRICS_NAMESPACE"), nil)
 	return revocation.NewHandler(c.SecretsManager, revocation.Queue{SQS: c.SQS, URL: env("REVOCATION_QUEUE_URL")}, ps, revocation.Options{
 		MaxDelay: maxDelay,
 		Logger:   log,
-		Metrics:  metrics.New(os.Stdout, env("METRICS_NAMESPACE"), nil),
+		Metrics:  m,
+		Events:   eventBus(env, c, log, m),
 	}), nil
 }
 
