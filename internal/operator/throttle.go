@@ -48,15 +48,21 @@ func retryThrottled[T any](ctx context.Context, t *throttledSM, call func() (T, 
 }
 
 func (t *throttledSM) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
-	return retryThrottled(ctx, t, func() (*secretsmanager.DescribeSecretOutput, error) { return t.SecretsManager.DescribeSecret(ctx, in, optFns...) })
+	return retryThrottled(ctx, t, func() (*secretsmanager.DescribeSecretOutput, error) {
+		return t.SecretsManager.DescribeSecret(ctx, in, optFns...)
+	})
 }
 
 func (t *throttledSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	return retryThrottled(ctx, t, func() (*secretsmanager.GetSecretValueOutput, error) { return t.SecretsManager.GetSecretValue(ctx, in, optFns...) })
+	return retryThrottled(ctx, t, func() (*secretsmanager.GetSecretValueOutput, error) {
+		return t.SecretsManager.GetSecretValue(ctx, in, optFns...)
+	})
 }
 
 func (t *throttledSM) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
-	return retryThrottled(ctx, t, func() (*secretsmanager.PutSecretValueOutput, error) { return t.SecretsManager.PutSecretValue(ctx, in, optFns...) })
+	return retryThrottled(ctx, t, func() (*secretsmanager.PutSecretValueOutput, error) {
+		return t.SecretsManager.PutSecretValue(ctx, in, optFns...)
+	})
 }
 
 func (t *throttledSM) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
@@ -66,7 +72,9 @@ func (t *throttledSM) UpdateSecretVersionStage(ctx context.Context, in *secretsm
 }
 
 func (t *throttledSM) RotateSecret(ctx context.Context, in *secretsmanager.RotateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.RotateSecretOutput, error) {
-	return retryThrottled(ctx, t, func() (*secretsmanager.RotateSecretOutput, error) { return t.SecretsManager.RotateSecret(ctx, in, optFns...) })
+	return retryThrottled(ctx, t, func() (*secretsmanager.RotateSecretOutput, error) {
+		return t.SecretsManager.RotateSecret(ctx, in, optFns...)
+	})
 }
 
 func (t *throttledSM) TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error) {
@@ -77,7 +85,9 @@ func (t *throttledSM) TagResource(ctx context.Context, in *secretsmanager.TagRes
 }
 
 func (t *throttledSM) ListSecrets(ctx context.Context, in *secretsmanager.ListSecretsInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error) {
-	return retryThrottled(ctx, t, func() (*secretsmanager.ListSecretsOutput, error) { return t.SecretsManager.ListSecrets(ctx, in, optFns...) })
+	return retryThrottled(ctx, t, func() (*secretsmanager.ListSecretsOutput, error) {
+		return t.SecretsManager.ListSecrets(ctx, in, optFns...)
+	})
 }
 
 func (t *throttledSM) ListSecretVersionIds(ctx context.Context, in *secretsmanager.ListSecretVersionIdsInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretVersionIdsOutput, error) {
