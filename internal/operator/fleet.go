@@ -243,7 +243,6 @@ func (o *Operator) runFleet(ctx context.Context, opts FleetOptions, items []Flee
 	var (
 		mu      sync.Mutex // guards the maps, items' rows and Progress
 		regions = map[string]chan struct{}{}
-		vendors = map[string]chan struct{}{}
 		gates   = map[string]*startGate{}
 		started int
 		wg      sync.WaitGroup
@@ -265,47 +264,69 @@ func (o *Operator) runFleet(ctx context.Context, opts FleetOptions, items []Flee
 			opts.Progress(row, start)
 		}
 	}
+	// One dispatcher per provider starts its secrets in plan order, each
+	// once it holds a slot of its provider and of its region and its
+	// region's start gate lets it: a slow vendor never holds up another.
+	byProvider := map[string][]*FleetItem{}
+	var order []string
 	for i := range items {
 		it := &items[i]
 		if it.Outcome != OutcomeWillRotate {
 			continue
 		}
+		if byProvider[it.Provider] == nil {
+			order = append(order, it.Provider)
+		}
+		byProvider[it.Provider] = append(byProvider[it.Provider], it)
+	}
+	var dispatchers sync.WaitGroup
+	for _, provider := range order {
 		n := DefaultProviderFlight
-		if v, ok := opts.MaxInFlight[it.Provider]; ok && v > 0 {
+		if v, ok := opts.MaxInFlight[provider]; ok && v > 0 {
 			n = v
 		}
-		mu.Lock()
-		rs, vs := slot(regions, it.region, regionFlight), slot(vendors, it.Provider, n)
-		if gates[it.region] == nil {
-			gates[it.region] = &startGate{o: o, every: time.Duration(float64(time.Second) / rate)}
-		}
-		gate := gates[it.region]
-		mu.Unlock()
-		wg.Add(1)
+		vs := make(chan struct{}, n)
+		dispatchers.Add(1)
 		go func() {
-			defer wg.Done()
-			row := *it
-			if !acquire(ctx, vs) {
-				row.Outcome, row.Reason = OutcomeNotStarted, "the run was stopped first"
-				report(it, row, false)
-				return
+			defer dispatchers.Done()
+			for _, it := range byProvider[provider] {
+				row := *it
+				mu.Lock()
+				rs := slot(regions, it.region, regionFlight)
+				if gates[it.region] == nil {
+					gates[it.region] = &startGate{o: o, every: time.Duration(float64(time.Second) / rate)}
+				}
+				gate := gates[it.region]
+				mu.Unlock()
+				if !acquire(ctx, vs) {
+					row.Outcome, row.Reason = OutcomeNotStarted, "the run was stopped first"
+					report(it, row, false)
+					continue
+				}
+				if !acquire(ctx, rs) {
+					<-vs
+					row.Outcome, row.Reason = OutcomeNotStarted, "the run was stopped first"
+					report(it, row, false)
+					continue
+				}
+				if gate.wait(ctx) != nil {
+					<-rs
+					<-vs
+					row.Outcome, row.Reason = OutcomeNotStarted, "the run was stopped first"
+					report(it, row, false)
+					continue
+				}
+				report(it, row, true)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-rs; <-vs }()
+					report(it, o.rotateOne(ctx, opts, row), false)
+				}()
 			}
-			defer func() { <-vs }()
-			if !acquire(ctx, rs) {
-				row.Outcome, row.Reason = OutcomeNotStarted, "the run was stopped first"
-				report(it, row, false)
-				return
-			}
-			defer func() { <-rs }()
-			if gate.wait(ctx) != nil {
-				row.Outcome, row.Reason = OutcomeNotStarted, "the run was stopped first"
-				report(it, row, false)
-				return
-			}
-			report(it, row, true)
-			report(it, o.rotateOne(ctx, opts, row), false)
 		}()
 	}
+	dispatchers.Wait()
 	wg.Wait()
 	return started
 }
