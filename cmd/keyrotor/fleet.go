@@ -121,7 +121,7 @@ func readNames(cmd *cobra.Command, file string) ([]string, error) {
 
 // stdinIsTerminal says whether the confirmation can be asked. Tests
 // replace it.
-var stdinIsTerminal = func(r io.Reader) bool {
+var stdinIsTerminal = func(r any) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
