@@ -334,7 +334,7 @@ func liveProgress(stderr io.Writer, plan []operator.FleetItem, asJSON bool) *fle
 	pw.SetAutoStop(false)
 	pw.SetTrackerLength(30)
 	pw.SetMessageLength(24)
-	pw.ShowOverallTracker(len(totals) > 1)
+	pw.Style().Visibility.TrackerOverall = len(totals) > 1
 	pw.Style().Visibility.Value = true
 	fp.pw, fp.trackers = pw, map[string]*progress.Tracker{}
 	names := make([]string, 0, len(totals))
