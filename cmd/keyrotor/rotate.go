@@ -15,9 +15,10 @@ func newRotateCmd() *cobra.Command {
 	var (
 		opts   operator.RotateOptions
 		asJSON bool
+		fleet  fleetFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "rotate SECRET",
+		Use:   "rotate SECRET | rotate [NAME|GLOB...] [selectors]",
 		Short: "Rotate a secret now, through Secrets Manager; --emergency revokes the old key at once",
 		Long: `rotate calls Secrets Manager's RotateSecret for SECRET, with the rotation function and
 schedule it already has (set by "keyrotor inventory apply"): Secrets Manager runs the four
@@ -46,10 +47,37 @@ exits 1 listing each key still live with the command that revokes it now
 ("keyrotor revoke-key SECRET KEY_ID"), or, when the rotation itself did not finish, saying
 that the leaked key is still AWSCURRENT and live and what to run. Applications still holding an old key fail until
 they read the new one. A Stripe key cannot be rotated by API: it says what to do at Stripe
-(roll the key in the dashboard, then "keyrotor import").`,
+(roll the key in the dashboard, then "keyrotor import").
+
+Over a selection (after an incident), rotate rotates every managed secret that matches:
+names or globs ('*' matches any run, '/' included, as in keyrotor:admin-for), --provider,
+--tag key=value, --criticality, --used-by (the keyrotor:used-by tag, or with --inventory
+FILE the file's used_by), --from-file FILE|- (one name or glob a line). Kinds combine with
+AND, repeated values of one flag with OR. It prints the plan (what each secret's rotation
+function will do, and what cannot be rotated and why) and asks for confirmation on a
+terminal; without a terminal it refuses (exit 2) unless --yes. --dry-run prints the plan
+and changes nothing. Each secret is rotated as "rotate SECRET --wait" (or --emergency)
+would, at most --max-in-flight provider=N at a time per provider and 20 per account and
+region, started at most 13 per second per region (Secrets Manager's write quota); throttled
+calls are retried, never given up. The report has one row per secret: its outcome, the new
+key id and, for --emergency, whether every old key is confirmed dead, with the command that
+kills each key still live. --incident ID names the run (one is generated and printed when
+absent): a secret done in it is tagged keyrotor:incident=ID and skipped by a re-run with
+the same ID, which retries the rest. --report FILE writes the JSON report. Exit codes over
+a selection: 1 if a secret failed, else 3 if one needs a person, else 0; 4 when nothing was
+started because nothing can be (or was confirmed).`,
 		Example: `  keyrotor rotate demo/gateway --wait
-  keyrotor rotate prod/internal-gateway-key --emergency   # a leaked key`,
+  keyrotor rotate prod/internal-gateway-key --emergency   # a leaked key
+  keyrotor rotate 'prod/*' --used-by ci-runner --emergency --dry-run
+  keyrotor rotate --inventory api-keys.yaml --used-by payment-service --emergency --incident INC-42 --report inc-42.json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			sel, err := fleet.selector(cmd, args)
+			if err != nil {
+				return usageError{err}
+			}
+			if _, single := sel.Single(); !single || fleet.fleetOnly(cmd) {
+				return runFleet(cmd, sel, fleet, opts, asJSON)
+			}
 			op, err := newOperator(cmd)
 			if err != nil {
 				return err
@@ -87,7 +115,8 @@ they read the new one. A Stripe key cannot be rotated by API: it says what to do
 	f.BoolVar(&opts.Emergency, "emergency", false, "grace period 0: revoke the superseded keys as soon as the new key works, and wait until every one is revoked")
 	f.DurationVar(&opts.Timeout, "timeout", 15*time.Minute, "how long --wait and --emergency wait")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	return operatorCommand(cmd, cobra.ExactArgs(1))
+	fleet.register(f)
+	return operatorCommand(cmd, cobra.ArbitraryArgs)
 }
 
 // progressEvery is how often a long wait repeats its state when nothing

@@ -165,45 +165,17 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 		return RotateResult{}, err
 	}
 	res := RotateResult{Secret: s.name(), Emergency: opts.Emergency}
-	if s.pending != "" {
-		return res, refused(op, id, "a rotation is already in progress (AWSPENDING is on version %s); wait for it, or clear it with `keyrotor unstick %s`", s.pending, id)
-	}
-	// What to do at a vendor without a key API comes first: such a secret
-	// never has a rotation function, and in a leak the advice to configure
-	// one would cost time.
-	cur, err := o.readCurrent(ctx, op, s)
+	cur, liftHold, err := o.rotatable(ctx, op, s, opts.Emergency)
+	res.OldKeyID = cur.KeyID
 	if err != nil {
 		return res, err
 	}
-	res.OldKeyID = cur.KeyID
-	switch {
-	case opts.Emergency && !hasKeyAPI(cur.Provider):
-		return res, refused(op, id, "%s keys cannot be rotated by API. At %s now: roll the key in the dashboard with the old key expiring now; then store the new key with `keyrotor import %s --old-key-expires 0s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
-	case !hasKeyAPI(cur.Provider):
-		return res, refused(op, id, "%s keys cannot be rotated by API: roll the key in the %s dashboard, then store the new key with `keyrotor import %s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
-	case aws.ToString(s.desc.RotationLambdaARN) == "":
-		return res, refused(op, id, "the secret has no rotation function; configure it with `keyrotor inventory apply`")
-	}
-	if v, held := s.tags[keyrotor.TagRollbackUntil]; held {
-		until, ok := keyrotor.RollbackHold(v)
-		switch {
-		case opts.Emergency && (!ok || o.now().Before(until)):
-			// The hold keeps the key a rollback restored from the revoker;
-			// an emergency supersedes that key, which must die now.
-			o.progress("%s: lifting the rollback hold (%s=%s): an emergency rotation revokes every superseded key", res.Secret, keyrotor.TagRollbackUntil, v)
-			if err := o.setHold(ctx, id, o.now().UTC().Truncate(time.Second)); err != nil {
-				return res, fmt.Errorf("%s %s: %w; nothing was rotated", op, id, err)
-			}
-		case opts.Emergency:
-		case !ok:
-			return res, refused(op, id, "the tag %s=%q is not an RFC 3339 time, so the rotation function refuses plain rotations; fix or remove the tag (or use --emergency for a leaked key)", keyrotor.TagRollbackUntil, v)
-		case o.now().Before(until):
-			return res, refused(op, id, "plain rotations are held until %s after a rollback (%s): find and fix why the new key did not work, then rotate; --emergency is not held", until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil)
-		}
-	}
-	if !opts.Emergency {
-		if err := o.refuseAtKeyLimit(ctx, op, s, cur); err != nil {
-			return res, err
+	if liftHold != "" {
+		// The hold keeps the key a rollback restored from the revoker;
+		// an emergency supersedes that key, which must die now.
+		o.progress("%s: lifting the rollback hold (%s=%s): an emergency rotation revokes every superseded key", res.Secret, keyrotor.TagRollbackUntil, liftHold)
+		if err := o.setHold(ctx, id, o.now().UTC().Truncate(time.Second)); err != nil {
+			return res, fmt.Errorf("%s %s: %w; nothing was rotated", op, id, err)
 		}
 	}
 	token := o.token()
@@ -267,6 +239,54 @@ func (o *Operator) Rotate(ctx context.Context, id string, opts RotateOptions) (R
 		return res, o.stopped(ctx, op, id, wl, left, err)
 	}
 	return res, err
+}
+
+// rotatable checks, without changing anything, that the secret can be
+// rotated now (plainly, or in an emergency): no rotation in progress, a
+// vendor with a key API, a rotation function, no rollback hold (plain), the
+// vendor's key limit (plain). A check that fails is a *RefusedError saying
+// why and what to do. cur is the AWSCURRENT key when it could be read;
+// liftHold is the rollback hold an emergency must lift first ("" if none).
+// Rotate and the fleet's plan share it, so the plan says exactly what
+// Rotate would refuse.
+func (o *Operator) rotatable(ctx context.Context, op string, s *secret, emergency bool) (cur providers.Credential, liftHold string, err error) {
+	id := s.id
+	if s.pending != "" {
+		return cur, "", refused(op, id, "a rotation is already in progress (AWSPENDING is on version %s); wait for it, or clear it with `keyrotor unstick %s`", s.pending, id)
+	}
+	// What to do at a vendor without a key API comes first: such a secret
+	// never has a rotation function, and in a leak the advice to configure
+	// one would cost time.
+	cur, err = o.readCurrent(ctx, op, s)
+	if err != nil {
+		return cur, "", err
+	}
+	switch {
+	case emergency && !hasKeyAPI(cur.Provider):
+		return cur, "", refused(op, id, "%s keys cannot be rotated by API. At %s now: roll the key in the dashboard with the old key expiring now; then store the new key with `keyrotor import %s --old-key-expires 0s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
+	case !hasKeyAPI(cur.Provider):
+		return cur, "", refused(op, id, "%s keys cannot be rotated by API: roll the key in the %s dashboard, then store the new key with `keyrotor import %s` (it reads the key from standard input)", cur.Provider, cur.Provider, id)
+	case aws.ToString(s.desc.RotationLambdaARN) == "":
+		return cur, "", refused(op, id, "the secret has no rotation function; configure it with `keyrotor inventory apply`")
+	}
+	if v, held := s.tags[keyrotor.TagRollbackUntil]; held {
+		until, ok := keyrotor.RollbackHold(v)
+		switch {
+		case emergency && (!ok || o.now().Before(until)):
+			liftHold = v
+		case emergency:
+		case !ok:
+			return cur, "", refused(op, id, "the tag %s=%q is not an RFC 3339 time, so the rotation function refuses plain rotations; fix or remove the tag (or use --emergency for a leaked key)", keyrotor.TagRollbackUntil, v)
+		case o.now().Before(until):
+			return cur, "", refused(op, id, "plain rotations are held until %s after a rollback (%s): find and fix why the new key did not work, then rotate; --emergency is not held", until.UTC().Format(time.RFC3339), keyrotor.TagRollbackUntil)
+		}
+	}
+	if !emergency {
+		if err := o.refuseAtKeyLimit(ctx, op, s, cur); err != nil {
+			return cur, "", err
+		}
+	}
+	return cur, liftHold, nil
 }
 
 // stopped turns an error of a wait whose context is done (SIGINT, SIGTERM)
