@@ -32,9 +32,16 @@ import (
 // finished on it (and, for an emergency, confirmed its old keys dead).
 const TagIncident = "keyrotor:incident"
 
+// TagIncidentRotated, on a managed secret, names the incident whose
+// emergency rotation of it finished while its old keys were not yet
+// confirmed dead: a re-run with the same ID does not rotate it again, it
+// re-checks the old keys and tags TagIncident once they are dead.
+const TagIncidentRotated = "keyrotor:incident-rotated"
+
 // Outcomes of a secret in a fleet rotation.
 const (
 	OutcomeWillRotate = "will-rotate" // dry run: would be rotated
+	OutcomeRecheck    = "recheck"     // rotated earlier in this incident: only its old keys are checked again
 	OutcomeRotated    = "rotated"     // finished (emergency: every superseded key confirmed dead)
 	OutcomeSkipped    = "skipped"     // already done in this incident
 	OutcomeManual     = "needs-human" // cannot be rotated here: Reason says why and what to do
@@ -173,6 +180,8 @@ func (o *Operator) Plan(ctx context.Context, opts FleetOptions) ([]FleetItem, er
 		switch _, _, err := o.rotatable(ctx, op, s, opts.Emergency); {
 		case opts.Incident != "" && s.tags[TagIncident] == opts.Incident:
 			it.Outcome, it.Reason = OutcomeSkipped, "already done in incident "+opts.Incident
+		case opts.Incident != "" && opts.Emergency && s.tags[TagIncidentRotated] == opts.Incident:
+			it.Outcome, it.Reason = OutcomeRecheck, "rotated in incident "+opts.Incident+" before: its old keys are checked again, not rotated"
 		case err == nil:
 			it.Outcome = OutcomeWillRotate
 		case ctx.Err() != nil:
@@ -271,7 +280,7 @@ func (o *Operator) runFleet(ctx context.Context, opts FleetOptions, items []Flee
 	var order []string
 	for i := range items {
 		it := &items[i]
-		if it.Outcome != OutcomeWillRotate {
+		if it.Outcome != OutcomeWillRotate && it.Outcome != OutcomeRecheck {
 			continue
 		}
 		if byProvider[it.Provider] == nil {
@@ -351,7 +360,14 @@ func acquire(ctx context.Context, sem chan struct{}) bool {
 // rotateOne rotates one secret through Rotate and records the outcome;
 // once it is done (emergency: confirmed dead) it tags the incident.
 func (o *Operator) rotateOne(ctx context.Context, opts FleetOptions, row FleetItem) FleetItem {
-	res, err := o.Rotate(ctx, row.Secret, RotateOptions{Wait: true, Emergency: opts.Emergency, Timeout: opts.Timeout, ProgressEvery: time.Hour})
+	ropts := RotateOptions{Wait: true, Emergency: opts.Emergency, Timeout: opts.Timeout, ProgressEvery: time.Hour}
+	var res RotateResult
+	var err error
+	if row.Outcome == OutcomeRecheck {
+		res, err = o.recheckSuperseded(ctx, row.Secret, ropts)
+	} else {
+		res, err = o.Rotate(ctx, row.Secret, ropts)
+	}
 	row.VersionID, row.NewKeyID = res.VersionID, res.NewKeyID
 	if res.OldKeyID != "" {
 		row.OldKeyID = res.OldKeyID
@@ -373,6 +389,14 @@ func (o *Operator) rotateOne(ctx context.Context, opts FleetOptions, row FleetIt
 		return row
 	case err != nil:
 		row.Outcome, row.Reason = OutcomeFailed, err.Error()
+		if opts.Emergency && res.Finished {
+			// Rotated, old keys not confirmed dead: a re-run re-checks
+			// them instead of rotating again.
+			_, _ = o.SM.TagResource(context.WithoutCancel(ctx), &secretsmanager.TagResourceInput{
+				SecretId: aws.String(row.Secret),
+				Tags:     []smtypes.Tag{{Key: aws.String(TagIncidentRotated), Value: aws.String(opts.Incident)}},
+			})
+		}
 		return row
 	}
 	row.Outcome, row.Reason = OutcomeRotated, ""
@@ -386,6 +410,24 @@ func (o *Operator) rotateOne(ctx context.Context, opts FleetOptions, row FleetIt
 		row.Reason = fmt.Sprintf("rotated, but secretsmanager.TagResource (%s) failed, so a re-run rotates it again: %v", TagIncident, err)
 	}
 	return row
+}
+
+// recheckSuperseded is the second half of an emergency Rotate, for a secret
+// an earlier run of the incident rotated: wait until every superseded key is
+// dead, without rotating again.
+func (o *Operator) recheckSuperseded(ctx context.Context, id string, opts RotateOptions) (RotateResult, error) {
+	const op = "rotate"
+	s, err := o.describe(ctx, op, id)
+	if err != nil {
+		return RotateResult{}, err
+	}
+	res := RotateResult{Secret: s.name(), Emergency: true, Finished: true}
+	cur, err := o.readCurrent(ctx, op, s)
+	if err != nil {
+		return res, err
+	}
+	res.NewKeyID = cur.KeyID
+	return res, o.awaitSuperseded(ctx, op, s, cur, o.newWaitLine(res.Secret, opts), &res)
 }
 
 func stateOrUnknown(k SupersededKey) string {

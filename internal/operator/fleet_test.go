@@ -375,3 +375,35 @@ func TestFleetExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// An emergency whose old keys were not confirmed dead in time (the
+// revocation was lost) is not rotated again by a re-run of the incident: the
+// re-run re-checks its old keys and tags the incident once they are dead.
+func TestFleetRerunRechecksUnconfirmedEmergency(t *testing.T) {
+	f := newFleetEnv(t)
+	old := f.secret("svc/slow", "fake", nil).KeyID
+	lost := true
+	f.p.Before = func(op string) error {
+		if op == "Revoke" && lost {
+			// The vendor answers "not found" but keeps the key.
+			return providers.E("fake.Revoke", providers.NotFound, errors.New("lost"))
+		}
+		return nil
+	}
+	sel := Selector{Names: []string{"svc/*"}}
+	first := f.run(FleetOptions{Selector: sel, Emergency: true, Timeout: 10 * time.Second})
+	if outcomes(first)["svc/slow"] != OutcomeFailed || !f.p.Live()[old] {
+		t.Fatalf("first run: %+v; want failed with the old key live", first.Secrets)
+	}
+	lost = false
+	if err := f.p.Revoke(context.Background(), providers.Credential{}, old); err != nil { // the revoker's retry, or revoke-key
+		t.Fatal(err)
+	}
+	again := f.run(FleetOptions{Selector: sel, Emergency: true, Timeout: 10 * time.Second})
+	if outcomes(again)["svc/slow"] != OutcomeRotated || f.rotated["svc/slow"] != 1 {
+		t.Fatalf("re-run: %+v, rotated %d times; want the old keys re-checked, not a second rotation", again.Secrets, f.rotated["svc/slow"])
+	}
+	if tags(t, f.env, "svc/slow")[TagIncident] != "inc-1" {
+		t.Fatal("the re-checked secret is not tagged with the incident")
+	}
+}
