@@ -225,11 +225,11 @@ var reportRE = regexp.MustCompile(`REPORT RequestId: \S+\s+(?:Init Duration: ([0
 // response.
 func (s *Stack) coldStart(ctx context.Context, name string, event []byte) (cold, warm, wall time.Duration, err error) {
 	start := time.Now()
-	f, err := startFunction(name, name, s.primary().Name, s.paths[name], s.rie, s.primary().functionEnv(s.Function(name).Endpoint), nil)
+	f, err := startFunction(name, name, s.primary().Name, s.paths[name], s.rie, 1, s.primary().functionEnv(s.Function(name).Endpoint), nil)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer func() { _ = f.proc.stop(3 * time.Second) }()
+	defer func() { _ = f.stop(3 * time.Second) }()
 	if _, err := f.Invoke(ctx, event); err != nil {
 		return 0, 0, 0, fmt.Errorf("bench %s: first invoke: %w", name, err)
 	}
