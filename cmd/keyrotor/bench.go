@@ -40,11 +40,11 @@ auditor makes more than ceil(N/100) ListSecrets or ceil(metrics/1000) PutMetricD
 	f.StringVar(&opts.RepoRoot, "repo", "", "the keyrotor repository to build the functions from (default: found above the working directory)")
 	f.IntVar(&opts.Samples, "samples", 5, "cold starts and rotations measured per function")
 	f.BoolVar(&opts.NoFunctions, "no-functions", false, "skip the per-function figures")
-	f.IntVar(&opts.FleetSecrets, "fleet", local.DefaultFleetSecrets, "secrets of the fleet figure (-1: none)")
+	f.IntVar(&opts.FleetSecrets, "fleet", local.DefaultFleetSecrets, "secrets of the fleet figure (0: none)")
 	f.IntVar(&opts.FleetIAMSecrets, "fleet-iam", local.DefaultFleetIAMSecrets, "how many of the fleet are IAM secrets (the others: gateway)")
 	f.IntVar(&opts.Concurrency, "concurrency", local.DefaultFleetConcurrency, "emulators per function in the fleet figure")
-	f.IntVar(&opts.InFlight, "in-flight", local.DefaultFleetInFlight, "emergency rotations in flight at once in the fleet figure")
-	f.IntVar(&opts.AuditSecrets, "audit-secrets", local.DefaultAuditSecrets, "managed secrets the auditor and status run over on moto (-1: none)")
+	f.IntVar(&opts.InFlight, "in-flight", local.DefaultFleetInFlight, "rotations (RotateSecret calls) in flight at once in the fleet figure")
+	f.IntVar(&opts.AuditSecrets, "audit-secrets", local.DefaultAuditSecrets, "managed secrets the auditor and status run over on moto (0: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "stream every process's output to stderr")
 	return cmd
 }

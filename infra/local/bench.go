@@ -28,25 +28,23 @@ type BenchOptions struct {
 	Logs io.Writer
 	// NoFunctions skips the per-function figures (start-up, memory, size).
 	NoFunctions bool
-	// FleetSecrets is the number of secrets of the fleet figure (default
-	// DefaultFleetSecrets; negative: no fleet figure), FleetIAMSecrets how
+	// FleetSecrets is the number of secrets of the fleet figure (0: no
+	// fleet figure; `keyrotor bench` asks for DefaultFleetSecrets),
+	// FleetIAMSecrets how
 	// many of them are IAM secrets (default DefaultFleetIAMSecrets; the
 	// others are gateway secrets), Concurrency the emulators per function
 	// (default DefaultFleetConcurrency) and InFlight the rotations in
 	// flight at once (default DefaultFleetInFlight).
 	FleetSecrets, FleetIAMSecrets, Concurrency, InFlight int
 	// AuditSecrets is the number of managed secrets the auditor and
-	// `keyrotor status` run over on moto (default DefaultAuditSecrets;
-	// negative: no audit figure).
+	// `keyrotor status` run over on moto (0: no audit figure; `keyrotor
+	// bench` asks for DefaultAuditSecrets).
 	AuditSecrets int
 }
 
 func (o *BenchOptions) defaults() {
 	if o.Samples <= 0 {
 		o.Samples = 5
-	}
-	if o.FleetSecrets == 0 {
-		o.FleetSecrets = DefaultFleetSecrets
 	}
 	if o.FleetIAMSecrets <= 0 {
 		o.FleetIAMSecrets = DefaultFleetIAMSecrets
@@ -56,9 +54,6 @@ func (o *BenchOptions) defaults() {
 	}
 	if o.InFlight <= 0 {
 		o.InFlight = DefaultFleetInFlight
-	}
-	if o.AuditSecrets == 0 {
-		o.AuditSecrets = DefaultAuditSecrets
 	}
 }
 
