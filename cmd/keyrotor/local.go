@@ -35,14 +35,19 @@ process's whole output.
 With --regions, the functions, the revocation queues, the pollers and the gateway's admin
 secret are set up in each region, as one deployment per region would be (the gateway is
 shared, as a vendor is); the demo secrets and AWS_REGION are in the first region, and
-` + "`aws --region eu-west-1 secretsmanager rotate-secret`" + ` runs eu-west-1's function.`,
+` + "`aws --region eu-west-1 secretsmanager rotate-secret`" + ` runs eu-west-1's function.
+
+One emulator handles one invoke at a time, so by default the invokes of a function are
+queued; --concurrency N runs N emulators per function (and region), as Lambda scales out,
+and each invoke goes to a free one.`,
 		Example: `  keyrotor local --env-file /tmp/keyrotor.env
   # in another shell:
   source /tmp/keyrotor.env
   aws secretsmanager rotate-secret --secret-id demo/gateway
   aws secretsmanager get-secret-value --secret-id demo/gateway --version-stage AWSCURRENT
   curl -H "Authorization: Bearer <key>" $KEYROTOR_GATEWAY_URL/v1/ping
-  keyrotor local --regions us-east-1,eu-west-1   # two regions, one shared gateway`,
+  keyrotor local --regions us-east-1,eu-west-1   # two regions, one shared gateway
+  keyrotor local --concurrency 4                 # four emulators per function`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -86,6 +91,7 @@ shared, as a vendor is); the demo secrets and AWS_REGION are in the first region
 	f.StringSliceVar(&opts.Regions, "regions", nil, "run the functions and queues in these regions, the first one the default (default: "+local.Region+"); each region costs one emulator per function")
 	f.DurationVar(&opts.GracePeriod, "grace", 10*time.Second, "grace period of the demo secrets (keyrotor:grace-period) and the functions' GRACE_PERIOD")
 	f.DurationVar(&opts.MaxRevocationDelay, "max-revocation-delay", time.Millisecond, "the revoker's MAX_REVOCATION_DELAY: how long past the grace period it may wait for key use")
+	f.IntVar(&opts.Concurrency, "concurrency", 1, "emulators per function (each handles one invoke at a time, as one Lambda instance does): rotations of that many secrets run side by side, and the revocation queue gets that many pollers")
 	f.DurationVar(&opts.AuditInterval, "audit-interval", time.Minute, "how often the auditor runs (when functions/auditor exists)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "stream every process's output (moto, functions) to stderr")
 	return cmd
@@ -98,7 +104,11 @@ func printReady(w io.Writer, s *local.Stack, envFile string, took time.Duration)
 	for _, region := range s.Regions() {
 		for _, n := range s.FunctionNames() {
 			f := s.InRegion(region).Function(n)
-			fmt.Fprintf(w, "  function        %-21s %s\n", f.FunctionName, f.ARN)
+			instances := ""
+			if n := f.Instances(); n > 1 {
+				instances = fmt.Sprintf(" (%d emulators)", n)
+			}
+			fmt.Fprintf(w, "  function        %-21s %s%s\n", f.FunctionName, f.ARN, instances)
 		}
 	}
 	fmt.Fprintf(w, "  secrets         %s, %s (grace %s)\n", local.DemoGatewaySecret, local.DemoIAMSecret, s.Options().GracePeriod)

@@ -26,6 +26,35 @@ type BenchOptions struct {
 	Samples int
 	// Logs receives every process's output (nil: kept in memory).
 	Logs io.Writer
+	// NoFunctions skips the per-function figures (start-up, memory, size).
+	NoFunctions bool
+	// FleetSecrets is the number of secrets of the fleet figure (0: no
+	// fleet figure; `keyrotor bench` asks for DefaultFleetSecrets),
+	// FleetIAMSecrets how
+	// many of them are IAM secrets (default DefaultFleetIAMSecrets; the
+	// others are gateway secrets), Concurrency the emulators per function
+	// (default DefaultFleetConcurrency) and InFlight the rotations in
+	// flight at once (default DefaultFleetInFlight).
+	FleetSecrets, FleetIAMSecrets, Concurrency, InFlight int
+	// AuditSecrets is the number of managed secrets the auditor and
+	// `keyrotor status` run over on moto (0: no audit figure; `keyrotor
+	// bench` asks for DefaultAuditSecrets).
+	AuditSecrets int
+}
+
+func (o *BenchOptions) defaults() {
+	if o.Samples <= 0 {
+		o.Samples = 5
+	}
+	if o.FleetIAMSecrets <= 0 {
+		o.FleetIAMSecrets = DefaultFleetIAMSecrets
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultFleetConcurrency
+	}
+	if o.InFlight <= 0 {
+		o.InFlight = DefaultFleetInFlight
+	}
 }
 
 // Targets of the functions (README).
@@ -71,14 +100,46 @@ type BenchResult struct {
 	RevokerSMCalls int
 }
 
-// RunBench starts the stack with the gateway, iam and revoker functions and
-// measures, for gateway and iam: cold start, peak RSS, binary size,
-// rotation wall time and Secrets Manager calls per rotation. It prints a
-// table with the targets on w and returns the results.
-func RunBench(ctx context.Context, w io.Writer, opts BenchOptions) (_ []BenchResult, err error) {
-	if opts.Samples <= 0 {
-		opts.Samples = 5
+// RunBench measures and prints, on w: for the gateway and iam functions
+// (unless NoFunctions) cold start, peak RSS, binary size, rotation wall time
+// and Secrets Manager calls per rotation, beside the targets (functionBench);
+// the fleet figure (runFleetBench); and the auditor's and `keyrotor
+// status`'s calls and wall time over many secrets on moto (runAuditBench).
+// It returns the per-function results.
+func RunBench(ctx context.Context, w io.Writer, opts BenchOptions) ([]BenchResult, error) {
+	opts.defaults()
+	var results []BenchResult
+	if !opts.NoFunctions {
+		var err error
+		if results, err = functionBench(ctx, w, opts); err != nil {
+			return nil, err
+		}
 	}
+	if opts.FleetSecrets > 0 {
+		r, err := runFleetBench(ctx, w, opts)
+		if err != nil {
+			return results, err
+		}
+		printFleet(w, r)
+		if len(r.Failed) > 0 {
+			return results, fmt.Errorf("fleet: %d of %d emergency rotations did not end with the old key dead", len(r.Failed), r.Secrets)
+		}
+	}
+	if opts.AuditSecrets > 0 {
+		r, err := runAuditBench(ctx, w, opts.AuditSecrets, opts.Logs)
+		if err != nil {
+			return results, err
+		}
+		printAudit(w, r)
+	}
+	return results, nil
+}
+
+// functionBench starts the stack with the gateway, iam and revoker
+// functions and measures, for gateway and iam: cold start, peak RSS, binary
+// size, rotation wall time and Secrets Manager calls per rotation. It
+// prints a table with the targets on w and returns the results.
+func functionBench(ctx context.Context, w io.Writer, opts BenchOptions) (_ []BenchResult, err error) {
 	fmt.Fprintf(w, "keyrotor bench: building gateway, iam and revoker for %s/%s and starting the local stack...\n", runtime.GOOS, runtime.GOARCH)
 	s, err := Start(ctx, Options{
 		RepoRoot: opts.RepoRoot, Functions: []string{"gateway", "iam", "revoker"}, NoDemoSecrets: true,
@@ -225,11 +286,11 @@ var reportRE = regexp.MustCompile(`REPORT RequestId: \S+\s+(?:Init Duration: ([0
 // response.
 func (s *Stack) coldStart(ctx context.Context, name string, event []byte) (cold, warm, wall time.Duration, err error) {
 	start := time.Now()
-	f, err := startFunction(name, name, s.primary().Name, s.paths[name], s.rie, s.primary().functionEnv(s.Function(name).Endpoint), nil)
+	f, err := startFunction(name, name, s.primary().Name, s.paths[name], s.rie, 1, s.primary().functionEnv(s.Function(name).Endpoint), nil)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer func() { _ = f.proc.stop(3 * time.Second) }()
+	defer func() { _ = f.stop(3 * time.Second) }()
 	if _, err := f.Invoke(ctx, event); err != nil {
 		return 0, 0, 0, fmt.Errorf("bench %s: first invoke: %w", name, err)
 	}

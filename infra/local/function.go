@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,21 +21,32 @@ import (
 // Lambda: keyrotor-gateway, keyrotor-iam, keyrotor-revoker, keyrotor-auditor.
 const FunctionNamePrefix = "keyrotor-"
 
-// Function is a compiled function running under its own Lambda Runtime
-// Interface Emulator.
+// Function is a compiled function running under one or more Lambda
+// Runtime Interface Emulators: its instances. One emulator handles one
+// invoke at a time (a second concurrent invoke crashes it), while Lambda
+// runs as many instances as invokes arrive; Options.Concurrency sets how
+// many the local stack starts per function, and an invoke goes to a free
+// instance, or waits for one.
 type Function struct {
 	Name         string // the folder under functions/: gateway, iam, revoker, auditor
 	Region       string // the region it runs in (its AWS_REGION)
 	FunctionName string // the name in moto's Lambda (FunctionNamePrefix + Name), the same in every region
 	ARN          string // the ARN in moto's Lambda
 	Bootstrap    string // the compiled binary
-	InvokeURL    string // the emulator's invoke endpoint
+	InvokeURL    string // the first instance's invoke endpoint
 	Endpoint     string // the function's AWS_ENDPOINT_URL: its own counting proxy to moto
 
-	mu      sync.Mutex // the emulator crashes on concurrent invokes
-	proc    *process
-	invokes atomic.Int64
-	http    *http.Client
+	instances []*instance
+	free      chan *instance // the idle instances: an invoke takes one and puts it back
+	invokes   atomic.Int64
+	onWait    func() // tests: called when an invoke finds every instance busy
+}
+
+// instance is one emulator running the function's bootstrap.
+type instance struct {
+	proc      *process
+	invokeURL string
+	http      *http.Client
 }
 
 // FunctionError is an error the function's handler returned, a panic or a
@@ -49,10 +61,31 @@ func (e *FunctionError) Error() string {
 	return fmt.Sprintf("function %s failed: %s: %s", e.Function, e.Type, e.Message)
 }
 
-// startFunction runs bootstrap, function name of region, under the emulator
-// rieBin on 127.0.0.1 and free ports, with env as its whole environment
-// (plus PATH); label names its process in the logs.
-func startFunction(name, label, region, bootstrap, rieBin string, env []string, logs io.Writer) (*Function, error) {
+// startFunction runs bootstrap, function name of region, under instances
+// emulators (at least one) at path rieBin on 127.0.0.1 and free ports, each
+// with env as its whole environment (plus PATH); label names their
+// processes in the logs. On error the instances started are stopped.
+func startFunction(name, label, region, bootstrap, rieBin string, instances int, env []string, logs io.Writer) (*Function, error) {
+	f := &Function{
+		Name: name, Region: region, FunctionName: FunctionNamePrefix + name, Bootstrap: bootstrap,
+		free: make(chan *instance, max(instances, 1)),
+	}
+	for range max(instances, 1) {
+		in, err := startInstance(f.FunctionName, label, bootstrap, rieBin, env, logs)
+		if err != nil {
+			_ = f.stop(time.Second)
+			return nil, err
+		}
+		f.instances = append(f.instances, in)
+		f.free <- in
+	}
+	f.InvokeURL = f.instances[0].invokeURL
+	return f, nil
+}
+
+// startInstance starts one emulator of function functionName and waits
+// until it answers.
+func startInstance(functionName, label, bootstrap, rieBin string, env []string, logs io.Writer) (*instance, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -64,38 +97,74 @@ func startFunction(name, label, region, bootstrap, rieBin string, env []string, 
 	cmd := rie.Command(rieBin, bootstrap, port, apiPort)
 	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
-		"AWS_LAMBDA_FUNCTION_NAME=" + FunctionNamePrefix + name,
+		"AWS_LAMBDA_FUNCTION_NAME=" + functionName,
 		"AWS_LAMBDA_FUNCTION_TIMEOUT=60",
 	}, env...)
-	f := &Function{
-		Name: name, Region: region, FunctionName: FunctionNamePrefix + name, Bootstrap: bootstrap,
-		InvokeURL: rie.InvokeURL(port),
-		http:      &http.Client{Timeout: 2 * time.Minute},
-	}
-	if f.proc, err = startProcess(label, cmd, logs); err != nil {
+	in := &instance{invokeURL: rie.InvokeURL(port), http: &http.Client{Timeout: 2 * time.Minute}}
+	if in.proc, err = startProcess(label, cmd, logs); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), f.proc, 20*time.Second); err != nil {
-		_ = f.proc.stop(time.Second)
-		return nil, fmt.Errorf("start function %s: %w\n%s", label, err, f.proc.logs.String())
+	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), in.proc, 20*time.Second); err != nil {
+		_ = in.proc.stop(time.Second)
+		return nil, fmt.Errorf("start function %s: %w\n%s", label, err, in.proc.logs.String())
 	}
-	return f, nil
+	return in, nil
 }
 
-// Logs returns what the function and its emulator printed: the function's
-// JSON logs and EMF lines, and the emulator's START/END/REPORT lines.
-func (f *Function) Logs() string { return f.proc.logs.String() }
+// stop stops every instance, waiting grace for each, and returns their
+// errors.
+func (f *Function) stop(grace time.Duration) error {
+	errs := make([]error, len(f.instances))
+	var wg sync.WaitGroup
+	for i, in := range f.instances {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = in.proc.stop(grace) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pids returns the process group ids of the instances.
+func (f *Function) pids() []int {
+	out := make([]int, len(f.instances))
+	for i, in := range f.instances {
+		out[i] = in.proc.pgid
+	}
+	return out
+}
+
+// Instances returns how many emulators run the function.
+func (f *Function) Instances() int { return len(f.instances) }
+
+// Logs returns what the function and its emulators printed: the function's
+// JSON logs and EMF lines, and the emulator's START/END/REPORT lines, one
+// instance after the other.
+func (f *Function) Logs() string {
+	if len(f.instances) == 1 {
+		return f.instances[0].proc.logs.String()
+	}
+	var b strings.Builder
+	for _, in := range f.instances {
+		l := in.proc.logs.String()
+		b.WriteString(l)
+		if l != "" && !strings.HasSuffix(l, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
 
 // Invokes returns how many invokes the function has received.
 func (f *Function) Invokes() int64 { return f.invokes.Load() }
 
-// PID returns the process id of the emulator (the leader of the function's
-// process group).
-func (f *Function) PID() int { return f.proc.pgid }
+// PID returns the process id of the first instance's emulator (the leader
+// of its process group).
+func (f *Function) PID() int { return f.instances[0].proc.pgid }
 
 // Invoke calls the function with payload and returns its result. A handler
-// error, a panic or a timeout comes back as *FunctionError. Invokes are
-// queued: one at a time per function, as the emulator requires.
+// error, a panic or a timeout comes back as *FunctionError. Each invoke
+// goes to a free instance and waits for one when all are busy: one invoke
+// at a time per emulator, as the emulator requires.
 func (f *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	out, ferr, err := f.invoke(ctx, payload)
 	if err != nil {
@@ -113,14 +182,26 @@ func (f *Function) invoke(ctx context.Context, payload []byte) ([]byte, *Functio
 	if len(payload) == 0 {
 		payload = []byte("{}")
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	var in *instance
+	select {
+	case in = <-f.free:
+	default:
+		if f.onWait != nil {
+			f.onWait()
+		}
+		select {
+		case in = <-f.free:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("invoke %s: waiting for a free instance: %w", f.FunctionName, ctx.Err())
+		}
+	}
+	defer func() { f.free <- in }()
 	f.invokes.Add(1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.InvokeURL, bytes.NewReader(payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.invokeURL, bytes.NewReader(payload))
 	if err != nil {
 		return nil, nil, fmt.Errorf("invoke %s: %w", f.FunctionName, err)
 	}
-	resp, err := f.http.Do(req)
+	resp, err := in.http.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invoke %s: %w", f.FunctionName, err)
 	}
@@ -151,8 +232,8 @@ func (f *Function) invoke(ctx context.Context, payload []byte) ([]byte, *Functio
 }
 
 // lambdaFront serves POST /regions/{region}/functions/{name}/invocations
-// for the moto launcher: the one path to each emulator, so that invokes from
-// moto, the SQS poller and the scheduler are queued together. fns holds the
+// for the moto launcher: the one path to each function's emulators, so that
+// invokes from moto, the SQS poller and the scheduler share its instances. fns holds the
 // functions by region/FunctionName.
 func lambdaFront(fns map[string]*Function) http.Handler {
 	mux := http.NewServeMux()

@@ -45,7 +45,8 @@ type PollerStats struct {
 // or a response naming an unknown message, leaves the whole batch on the
 // queue; the messages come back after the queue's visibility timeout, and the
 // queue's RedrivePolicy moves them to the dead-letter queue after
-// maxReceiveCount receives (moto applies it, as SQS does).
+// maxReceiveCount receives (moto applies it, as SQS does). Run and PollOnce
+// may run in several goroutines at once, as Lambda runs several pollers.
 type Poller struct {
 	SQS       SQSAPI
 	QueueURL  string

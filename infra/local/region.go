@@ -159,7 +159,7 @@ func (r *RegionStack) startFunctions(names []string) error {
 			return err
 		}
 		r.counters[n] = c
-		f, err := startFunction(n, r.functionLabel(n), r.Name, s.paths[n], s.rie, r.functionEnv(endpoint), s.opts.Logs)
+		f, err := startFunction(n, r.functionLabel(n), r.Name, s.paths[n], s.rie, s.opts.Concurrency, r.functionEnv(endpoint), s.opts.Logs)
 		if err != nil {
 			return err
 		}
@@ -169,8 +169,10 @@ func (r *RegionStack) startFunctions(names []string) error {
 	return nil
 }
 
-// run starts the region's revoker poller; the auditor's schedule starts
-// with runAudits.
+// run starts the region's revoker poller, polling the queue in
+// Options.Concurrency loops side by side (Lambda scales an SQS event
+// source's pollers with the function's concurrency); the auditor's schedule
+// starts with runAudits.
 func (r *RegionStack) run(ctx context.Context) {
 	s := r.stack
 	rev, ok := r.Functions["revoker"]
@@ -181,8 +183,10 @@ func (r *RegionStack) run(ctx context.Context) {
 		SQS: r.clients.sqs, QueueURL: r.QueueURL, QueueARN: queueARN(r.Name, QueueName), Region: r.Name,
 		Function: rev, BatchSize: s.opts.BatchSize, WaitTime: 2 * time.Second, Logger: s.logger(),
 	}
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); r.Revocations.Run(ctx) }()
+	for range max(s.opts.Concurrency, 1) {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); r.Revocations.Run(ctx) }()
+	}
 }
 
 // runAudits starts the auditor's schedule when the region runs one.

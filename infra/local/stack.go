@@ -107,6 +107,14 @@ type Options struct {
 	// Logs receives every process's output, line by line, prefixed with its
 	// name. Nil keeps it in memory only (Function.Logs).
 	Logs io.Writer
+	// Concurrency is how many emulators run each function (default 1).
+	// Lambda runs one instance per concurrent invoke; one emulator handles
+	// one invoke at a time, so with 1 the invokes of a function are
+	// queued. More lets rotations of many secrets run side by side, and
+	// the revoker's queue is polled by as many pollers, as Lambda scales an
+	// SQS event source. Each instance is a process pair (emulator and
+	// bootstrap) per function and region.
+	Concurrency int
 	// Activity receives one line per rotation step outcome, scheduled
 	// revocation, revocation and audit run of the functions, read from
 	// their JSON logs (ActivityLine): what `keyrotor local` prints while it
@@ -136,6 +144,9 @@ func (o *Options) defaults() error {
 	}
 	if o.AuditInterval <= 0 {
 		o.AuditInterval = time.Minute
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
 	}
 	if o.LogLevel == "" {
 		o.LogLevel = "info"
@@ -592,7 +603,7 @@ func (s *Stack) Stop() error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := f.proc.stop(3 * time.Second); err != nil {
+					if err := f.stop(3 * time.Second); err != nil {
 						mu.Lock()
 						errs = append(errs, err)
 						mu.Unlock()
@@ -634,7 +645,7 @@ func (s *Stack) PIDs() []int {
 	for _, r := range s.regions {
 		for _, n := range s.functionNames() {
 			if f, ok := r.Functions[n]; ok {
-				out = append(out, f.proc.pgid)
+				out = append(out, f.pids()...)
 			}
 		}
 	}

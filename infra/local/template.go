@@ -250,7 +250,7 @@ func DeployTemplate(ctx context.Context, opts TemplateOptions) (_ *TemplateStack
 	}
 	for id, folder := range run {
 		cfg := ts.FunctionConfigs[id]
-		f, err := startFunction(folder, folder, r.Name, s.paths[folder], s.rie, ts.functionEnv(cfg), opts.Logs)
+		f, err := startFunction(folder, folder, r.Name, s.paths[folder], s.rie, 1, ts.functionEnv(cfg), opts.Logs)
 		if err != nil {
 			return nil, err
 		}
