@@ -227,7 +227,8 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 	if err != nil || res != "" {
 		return res, err
 	}
-	if res, err := h.notLabelled(ctx, log, m, sec); err != nil || res != "" {
+	current, res, err := h.notLabelled(ctx, log, m, sec)
+	if err != nil || res != "" {
 		return res, err
 	}
 	if m.Reason == ReasonAbandoned {
@@ -238,36 +239,29 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 			return res, err
 		}
 	}
-	if lu, ok := p.(providers.LastUseReporter); ok {
-		// Where the vendor reports use, it also says whether the key
-		// still exists at this owner: a key already gone there is counted
-		// as such, never as a revocation done.
-		oldUsed, err := lu.LastUsed(ctx, old, m.KeyID)
-		if providers.IsKind(err, providers.NotFound) {
+	// Where the vendor reports use, it also says whether the key still
+	// exists at this owner: a key already gone there is counted as such,
+	// never as a revocation done, and never refused by the admin-key proof.
+	lu, reportsUse := p.(providers.LastUseReporter)
+	var oldUsed time.Time
+	var useErr error
+	if reportsUse {
+		oldUsed, useErr = lu.LastUsed(ctx, old, m.KeyID)
+		if providers.IsKind(useErr, providers.NotFound) {
 			log.Info("the key is already gone at its owner: nothing to revoke")
 			h.count(m.Provider, MetricAlreadyGone, "")
 			h.revoked(ctx, m, sec, true)
 			return Revoked, nil
 		}
-		if res, err := h.notAdminKey(ctx, log, m, sec, old); err != nil || res != "" {
-			return res, err
-		}
-		if m.Reason == ReasonRotation {
-			if err != nil {
-				return "", fmt.Errorf("revoke key %s of %s: last use of the old key: %w", m.KeyID, m.SecretID, err)
-			}
-			current, err := h.readCurrent(ctx, m, sec)
-			if err != nil {
-				return "", err
-			}
-			res, err := h.checkUse(ctx, log, lu, oldUsed, current, m, sec, now)
-			if err != nil || res != "" {
-				return res, err
-			}
-		}
 	}
-	if _, ok := p.(providers.LastUseReporter); !ok {
-		if res, err := h.notAdminKey(ctx, log, m, sec, old); err != nil || res != "" {
+	if res, err := h.notAdminKey(ctx, log, m, sec, old); err != nil || res != "" {
+		return res, err
+	}
+	if reportsUse && m.Reason == ReasonRotation {
+		if useErr != nil {
+			return "", fmt.Errorf("revoke key %s of %s: last use of the old key: %w", m.KeyID, m.SecretID, useErr)
+		}
+		if res, err := h.checkUse(ctx, log, lu, oldUsed, current, m, sec, now); err != nil || res != "" {
 			return res, err
 		}
 	}
@@ -278,7 +272,7 @@ func (h *Handler) revoke(ctx context.Context, log *slog.Logger, m Message) (Resu
 	if err != nil || res != "" {
 		return res, err
 	}
-	if res, err := h.notLabelled(ctx, log, m, sec); err != nil || res != "" {
+	if _, res, err := h.notLabelled(ctx, log, m, sec); err != nil || res != "" {
 		return res, err
 	}
 	err = p.Revoke(ctx, old, m.KeyID)
@@ -532,7 +526,8 @@ func (h *Handler) provenAbandoned(ctx context.Context, log *slog.Logger, p provi
 
 // notLabelled goes on ("") only if neither AWSCURRENT nor AWSPENDING holds
 // the key, whatever the version (a manual put of the old key, a rollback).
-func (h *Handler) notLabelled(ctx context.Context, log *slog.Logger, m Message, sec described) (Result, error) {
+// It returns the AWSCURRENT value it read (the new key, for the use check).
+func (h *Handler) notLabelled(ctx context.Context, log *slog.Logger, m Message, sec described) (current providers.Credential, res Result, err error) {
 	for _, stage := range []string{"AWSCURRENT", "AWSPENDING"} {
 		if stage == "AWSPENDING" && !labelled(sec.versions, stage) {
 			continue
@@ -543,19 +538,23 @@ func (h *Handler) notLabelled(ctx context.Context, log *slog.Logger, m Message, 
 			continue // AWSPENDING before createSecret stored its value
 		}
 		if err != nil {
-			return "", fmt.Errorf("revoke key %s of %s: secretsmanager.GetSecretValue(%s): %w", m.KeyID, m.SecretID, stage, err)
+			return current, "", fmt.Errorf("revoke key %s of %s: secretsmanager.GetSecretValue(%s): %w", m.KeyID, m.SecretID, stage, err)
 		}
 		c, err := providers.ParseSecret(aws.ToString(out.SecretString))
 		if err != nil {
-			return "", fmt.Errorf("revoke key %s of %s: read %s: %w", m.KeyID, m.SecretID, stage, err)
+			return current, "", fmt.Errorf("revoke key %s of %s: read %s: %w", m.KeyID, m.SecretID, stage, err)
 		}
 		if c.KeyID == m.KeyID {
 			log.Warn("not revoking: " + stage + " holds the key again")
 			h.count(m.Provider, MetricSkipped, "")
-			return Skipped, nil
+			return current, Skipped, nil
+		}
+		if stage == "AWSCURRENT" {
+			c.Secret = sec.id
+			current = c
 		}
 	}
-	return "", nil
+	return current, "", nil
 }
 
 func labelled(versions map[string][]string, label string) bool {
@@ -565,20 +564,6 @@ func labelled(versions map[string][]string, label string) bool {
 		}
 	}
 	return false
-}
-
-// readCurrent reads the AWSCURRENT value (the new key, for the use check).
-func (h *Handler) readCurrent(ctx context.Context, m Message, sec described) (providers.Credential, error) {
-	out, err := h.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(m.SecretID), VersionStage: aws.String("AWSCURRENT")})
-	if err != nil {
-		return providers.Credential{}, fmt.Errorf("revoke key %s of %s: secretsmanager.GetSecretValue(AWSCURRENT): %w", m.KeyID, m.SecretID, err)
-	}
-	current, err := providers.ParseSecret(aws.ToString(out.SecretString))
-	if err != nil {
-		return providers.Credential{}, fmt.Errorf("revoke key %s of %s: read AWSCURRENT: %w", m.KeyID, m.SecretID, err)
-	}
-	current.Secret = sec.id
-	return current, nil
 }
 
 // refuse acknowledges a message that nothing proves: counted, logged and
