@@ -213,7 +213,10 @@ type secret struct {
 	tags     map[string]string
 	// unowned are the keys reconcile found at the vendor but cannot prove
 	// are this secret's (named in a Conflict at the key limit).
-	unowned   []string
+	unowned []string
+	// prevKeyID is AWSPREVIOUS's key id once prevRead (previousKeyID).
+	prevKeyID string
+	prevRead  bool
 	grace     time.Duration
 	emergency bool
 	log       *slog.Logger
@@ -563,14 +566,11 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 	if len(candidates) == 0 {
 		return nil, nil
 	}
-	keep := map[string]bool{current.KeyID: true}
-	if versionWith(s.versions, Previous) != "" {
-		prev, err := r.readStage(ctx, s, Previous)
-		if err != nil {
-			return nil, fmt.Errorf("read AWSPREVIOUS to spare its key: %w", err)
-		}
-		keep[prev.KeyID] = true
+	prevKeyID, err := r.previousKeyID(ctx, s)
+	if err != nil {
+		return nil, err
 	}
+	keep := map[string]bool{current.KeyID: true, prevKeyID: true}
 	var rest []providers.KeyInfo
 	for _, k := range candidates {
 		if !keep[k.ID] {
@@ -628,6 +628,20 @@ func (r *Rotator) reconcile(ctx context.Context, s *secret, current providers.Cr
 	return ownOrphans, nil
 }
 
+// previousKeyID returns the key id AWSPREVIOUS holds ("" when no version is
+// AWSPREVIOUS), reading it at most once per step.
+func (r *Rotator) previousKeyID(ctx context.Context, s *secret) (string, error) {
+	if s.prevRead || versionWith(s.versions, Previous) == "" {
+		return s.prevKeyID, nil
+	}
+	prev, err := r.readStage(ctx, s, Previous)
+	if err != nil {
+		return "", fmt.Errorf("read AWSPREVIOUS to spare its key: %w", err)
+	}
+	s.prevKeyID, s.prevRead = prev.KeyID, true
+	return s.prevKeyID, nil
+}
+
 // reportLegacy reports keys named under the scheme before identity names
 // ("keyrotor-" + a slug of the name + a 32-bit hash of the name): they may be
 // this secret's, or a secret's of the same name in another region or account.
@@ -644,12 +658,12 @@ func (r *Rotator) reportLegacy(ctx context.Context, s *secret, lister providers.
 			ids = append(ids, k.ID)
 		}
 	}
-	if len(ids) > 0 && versionWith(s.versions, Previous) != "" {
-		prev, err := r.readStage(ctx, s, Previous)
+	if len(ids) > 0 {
+		prevKeyID, err := r.previousKeyID(ctx, s)
 		if err != nil {
-			return fmt.Errorf("read AWSPREVIOUS: %w", err)
+			return err
 		}
-		ids = slices.DeleteFunc(ids, func(id string) bool { return id == prev.KeyID })
+		ids = slices.DeleteFunc(ids, func(id string) bool { return id == prevKeyID })
 	}
 	if len(ids) > 0 {
 		s.unowned = append(s.unowned, ids...)
