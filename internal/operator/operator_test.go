@@ -37,6 +37,16 @@ type fakeSM struct {
 	// outside smfake's lock, so that they may change the secret (a step
 	// of the rotation function racing the operator).
 	beforeStage, afterStage func()
+	// afterGet runs after a GetSecretValue, outside smfake's lock.
+	afterGet func(in *secretsmanager.GetSecretValueInput)
+}
+
+func (f *fakeSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	out, err := f.SM.GetSecretValue(ctx, in, opts...)
+	if f.afterGet != nil {
+		f.afterGet(in)
+	}
+	return out, err
 }
 
 func (f *fakeSM) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {

@@ -70,3 +70,59 @@ func TestNotManagedIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// handVersion stores value in a version without labels (a value put by hand
+// and superseded since).
+func handVersion(t *testing.T, e *env, secret, version, value string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.sm.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(secret), ClientRequestToken: aws.String(version),
+		SecretString: aws.String(value), VersionStages: []string{"HAND"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sm.SM.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secret),
+		VersionStage: aws.String("HAND"), RemoveFromVersionId: aws.String(version)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRevokeKeyNeverRevokesAnAdminKey: a hand-edited version holding the
+// admin secret's key makes `keyrotor revoke-key` (which the emergency
+// report prints for every live superseded key) refuse, not revoke it.
+func TestRevokeKeyNeverRevokesAnAdminKey(t *testing.T) {
+	e := newEnv(t)
+	const secret = "svc/admin-edit"
+	e.managedSecret(secret)
+	admin := e.p.Add("the admin key")
+	e.sm.Create("keyrotor/admin/fake", fmt.Sprintf(`{"key":%q,"key_id":%q}`, admin.Secret, admin.ID), nil)
+	handVersion(t, e, secret, "hand", fmt.Sprintf(`{"provider":"fake","key":%q,"key_id":%q,"admin_secret_id":"keyrotor/admin/fake"}`, admin.Secret, admin.ID))
+	_, err := e.op.RevokeKey(context.Background(), secret, admin.ID)
+	if ExitCode(err) != ExitRefused || !e.p.Live()[admin.ID] {
+		t.Fatalf("revoke-key of the admin key: %v (exit %d), live %v; want refused and the admin key live", err, ExitCode(err), e.p.Live()[admin.ID])
+	}
+}
+
+// TestRevokeKeyRevalidatesBeforeTheRevoke: a rollback that makes the
+// version AWSCURRENT after revoke-key read the versions and before it
+// revokes must stop it (deterministic: a hook after its last read).
+func TestRevokeKeyRevalidatesBeforeTheRevoke(t *testing.T) {
+	e := newEnv(t)
+	const secret = "svc/race"
+	first := e.managedSecret(secret)
+	e.rotate(secret, "v2")
+	moved := false
+	e.sm.afterGet = func(in *secretsmanager.GetSecretValueInput) {
+		if moved || aws.ToString(in.VersionId) != "v1" {
+			return
+		}
+		moved = true
+		if _, err := e.sm.SM.UpdateSecretVersionStage(context.Background(), &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secret),
+			VersionStage: aws.String("AWSCURRENT"), MoveToVersionId: aws.String("v1"), RemoveFromVersionId: aws.String("v2")}); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err := e.op.RevokeKey(context.Background(), secret, first.KeyID)
+	if !moved || !e.p.Live()[first.KeyID] {
+		t.Fatalf("revoke-key: %v; the key %s that a rollback made AWSCURRENT meanwhile was revoked (live %v)", err, first.KeyID, e.p.Live()[first.KeyID])
+	}
+}

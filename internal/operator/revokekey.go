@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/keyrotor/keyrotor/providers"
+	"github.com/keyrotor/keyrotor/revocation"
 	"github.com/keyrotor/keyrotor/rotation"
 )
 
@@ -71,6 +72,29 @@ func (o *Operator) RevokeKey(ctx context.Context, id, keyID string) (RevokeKeyRe
 	p, err := o.provider(owner.Provider)
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w; nothing was changed", op, id, err)
+	}
+	// Never an admin secret's management credential, whatever a version
+	// holds (a version's value is input too).
+	if ok, why, err := revocation.NotAnAdminKey(ctx, o.SM, p, owner, true); err != nil {
+		return res, fmt.Errorf("%s %s: %w; nothing was changed", op, id, err)
+	} else if !ok {
+		return res, refused(op, id, "%s", why)
+	}
+	// Re-validate right before the revoke: a rollback or a rotation may
+	// have made the version current, or another version may hold the key.
+	again, err := o.describe(ctx, op, id)
+	if err != nil {
+		return res, err
+	}
+	for _, label := range again.desc.VersionIdsToStages[res.Version] {
+		if label == rotation.Current || label == rotation.Pending {
+			return res, refused(op, id, "key %s is held by version %s, which became %s meanwhile; nothing was changed", keyID, res.Version, label)
+		}
+	}
+	if cur, found, err := o.read(ctx, op, s.id, rotation.Current, ""); err != nil {
+		return res, err
+	} else if found && cur.KeyID == keyID {
+		return res, refused(op, id, "AWSCURRENT holds key %s meanwhile; nothing was changed", keyID)
 	}
 	o.progress("%s: revoking key %s of version %s at %s", res.Secret, keyID, res.Version, owner.Provider)
 	if err := p.Revoke(ctx, owner, keyID); err != nil && !providers.IsKind(err, providers.NotFound) {
